@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Integration test for scripts/setup-kms.sh and scripts/setup-kms-policy.sh
+# against the real kms-emulator (built from this workspace) and the pinned awscli.
+#
+# Self-contained: builds kms-emulator (cargo build -p kms-emulator, or uses
+# $KMS_EMULATOR_BIN), starts it on a free port with a temporary state dir,
+# runs the scripts, asserts files/outputs/policies, cleans up on exit.
+# Exit status: 0 when every check passed. Last line: "N passed, N failed".
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+ROOT="$(cd "$HERE/../.." && pwd -P)"
+# shellcheck source=scripts/lib/venv.sh
+source "$ROOT/scripts/lib/venv.sh"
+
+case "${1:-}" in
+    -h | --help)
+        cat <<EOF
+Usage: integration-tests/scripts/test-kms-scripts.sh
+
+Env: KMS_EMULATOR_BIN   use this emulator binary instead of building one
+     KEEP_TMP=1         keep the temporary directory (printed) for inspection
+EOF
+        exit 0
+        ;;
+esac
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
+fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; [[ -z "${2:-}" ]] || printf '     %s\n' "$2"; }
+# check NAME CMD... : CMD must succeed.
+check() { local n="$1"; shift; if "$@"; then pass "$n"; else fail "$n" "command: $*"; fi; }
+# check_fails NAME CMD... : CMD must fail.
+check_fails() { local n="$1"; shift; if "$@"; then fail "$n" "expected failure: $*"; else pass "$n"; fi; }
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/test-kms-scripts.XXXXXX")"
+emu_pid=""
+cleanup() {
+    if [[ -n "$emu_pid" ]] && kill -0 "$emu_pid" 2>/dev/null; then
+        kill "$emu_pid" 2>/dev/null || true
+        wait "$emu_pid" 2>/dev/null || true
+    fi
+    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
+        echo "kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+
+# --- tools -----------------------------------------------------------------
+em_venv_ensure awscli
+
+if [[ -n "${KMS_EMULATOR_BIN:-}" ]]; then
+    emu="$KMS_EMULATOR_BIN"
+else
+    echo "building kms-emulator (cargo build -p kms-emulator)"
+    (cd "$ROOT" && cargo build -q -p kms-emulator)
+    emu="${CARGO_TARGET_DIR:-$ROOT/target}/debug/kms-emulator"
+fi
+[[ -x "$emu" ]] || { echo "kms-emulator binary '$emu' not found" >&2; exit 1; }
+
+# --- emulator on a free port --------------------------------------------------
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+endpoint="http://127.0.0.1:$port"
+export ENCLAVEMESH_DEV_DIR="$tmp/dev"
+mkdir -p "$ENCLAVEMESH_DEV_DIR/kms"
+"$emu" --listen "127.0.0.1:$port" \
+    --state-file "$ENCLAVEMESH_DEV_DIR/kms/state.json" \
+    --audit-log "$ENCLAVEMESH_DEV_DIR/kms/audit.jsonl" >"$tmp/emulator.log" 2>&1 &
+emu_pid=$!
+for _ in $(seq 1 150); do
+    if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    if ! kill -0 "$emu_pid" 2>/dev/null; then
+        echo "kms-emulator exited during start-up:" >&2
+        cat "$tmp/emulator.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+(echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "kms-emulator not listening on $port" >&2; cat "$tmp/emulator.log" >&2; exit 1; }
+echo "kms-emulator pid $emu_pid on $endpoint (state in $ENCLAVEMESH_DEV_DIR/kms)"
+
+# Scripts under test, always against this emulator.
+unset KMS_ENDPOINT
+setup_kms() { "$ROOT/scripts/setup-kms.sh" --target dev --endpoint "$endpoint" "$@"; }
+setup_policy() { "$ROOT/scripts/setup-kms-policy.sh" --target dev --endpoint "$endpoint" "$@"; }
+# Direct aws calls with the same dev credentials the scripts use.
+dev_aws() {
+    AWS_ACCESS_KEY_ID=devkey AWS_SECRET_ACCESS_KEY=devsecret AWS_DEFAULT_REGION=us-east-1 \
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" \
+        aws --endpoint-url "$endpoint" kms "$@"
+}
+# allowed_pcr0s KEY : the policy's PCR0 list, sorted, one per line.
+allowed_pcr0s() {
+    dev_aws get-key-policy --key-id "$1" --policy-name default --query Policy --output text | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+out = []
+for st in doc["Statement"]:
+    for conds in (st.get("Condition") or {}).values():
+        v = conds.get("kms:RecipientAttestation:PCR0")
+        if v is not None:
+            out += [v] if isinstance(v, str) else v
+print("\n".join(sorted(out)))'
+}
+# policy_has_admin_decrypt KEY : true if any unconditioned statement allows kms:Decrypt.
+policy_has_admin_decrypt() {
+    dev_aws get-key-policy --key-id "$1" --policy-name default --query Policy --output text | python3 -c '
+import json, sys, fnmatch
+doc = json.load(sys.stdin)
+for st in doc["Statement"]:
+    acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+    if st.get("Effect") == "Allow" and not st.get("Condition") and \
+       any(fnmatch.fnmatch("kms:Decrypt", a) or fnmatch.fnmatch("kms:ReEncryptFrom", a) or a == "kms:CreateGrant" for a in acts):
+        sys.exit(0)
+sys.exit(1)'
+}
+
+out="$tmp/out"
+tsk="$tmp/tsk/encrypted-tsk.b64"
+# Small assertion helpers (run in this shell, so they see the functions above).
+eq() { [[ "$1" == "$2" ]]; }
+ne() { [[ "$1" != "$2" ]]; }
+not() { ! "$@"; }
+run_to() { local f="$1"; shift; "$@" >"$f" 2>&1; }
+is_b64() { [[ "$1" =~ ^[A-Za-z0-9+/]+=*$ ]]; }
+line() { sed -n "${2}p" "$1"; }
+nlines() { wc -l <"$1" | tr -d ' '; }
+sorted() { printf '%s\n' "$@" | LC_ALL=C sort; }
+
+# --- setup-kms.sh ---------------------------------------------------------------
+check "setup-kms --help" run_to "$out" "$ROOT/scripts/setup-kms.sh" --help
+check "setup-kms creates key + TSK v1" run_to "$out" setup_kms --out "$tsk"
+check "TSK file has one line" eq "$(nlines "$tsk")" 1
+v1="$(line "$tsk" 1)"
+check "line 1 is bare base64 (version 1)" is_b64 "$v1"
+check "TSK blob decodes to bytes" ne "$(base64 -d <<<"$v1" | wc -c | tr -d ' ')" 0
+key_arn="$(head -n1 "$tsk.key-id")"
+check "key ARN sidecar written" grep -qE '^arn:aws:kms:us-east-1:[0-9]{12}:key/' "$tsk.key-id"
+check "alias resolves to the recorded key" \
+    eq "$(dev_aws describe-key --key-id alias/enclavemesh-tsk --query KeyMetadata.Arn --output text)" "$key_arn"
+
+check "re-run succeeds" run_to "$out" setup_kms --out "$tsk"
+check "re-run is idempotent (file unchanged)" eq "$(cat "$tsk")" "$v1"
+check "re-run says nothing to do" grep -q "nothing to do" "$out"
+check "re-run reuses the key" grep -qx "key_arn=$key_arn" "$out"
+
+check "rotate succeeds" run_to "$out" setup_kms --out "$tsk" --rotate
+check "rotate: two lines" eq "$(nlines "$tsk")" 2
+check "rotate keeps v1 unchanged" eq "$(line "$tsk" 1)" "$v1"
+check "rotate appends v2:<base64>" grep -qE '^v2:[A-Za-z0-9+/]+=*$' <(line "$tsk" 2)
+check "rotate reports versions" grep -qx "versions=v1,v2" "$out"
+check "v2 blob differs from v1" ne "$(line "$tsk" 2 | cut -d: -f2)" "$v1"
+check "second rotate succeeds" run_to "$out" setup_kms --out "$tsk" --rotate
+check "second rotate appends v3" grep -qE '^v3:' <(line "$tsk" 3)
+check "second rotate reports v1,v2,v3" grep -qx "versions=v1,v2,v3" "$out"
+check "no plaintext key in the output" not grep -qi 'plaintext[":= ]' "$out"
+check_fails "rotate without a TSK file fails" run_to "$out" setup_kms --out "$tmp/none/tsk.b64" --rotate
+printf 'v1:AAAA\nnot base64!\n' >"$tmp/bad.b64"
+check_fails "malformed TSK file is refused" run_to "$out" setup_kms --out "$tmp/bad.b64" --rotate
+check_fails "unknown target fails" run_to "$out" "$ROOT/scripts/setup-kms.sh" --target nope --out "$tmp/x.b64"
+check "second alias creates a second key" run_to "$out" setup_kms --alias enclavemesh-other --out "$tmp/other.b64"
+check "second key differs" ne "$(cat "$tmp/other.b64.key-id")" "$key_arn"
+check "default --out in dev mode" run_to "$out" setup_kms
+check "default file is \$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64" test -s "$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64"
+check "default file uses the same key (alias)" eq "$(cat "$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64.key-id")" "$key_arn"
+
+# --- setup-kms-policy.sh -------------------------------------------------------
+rep() { local i s=""; for ((i = 0; i < $2; i++)); do s+="$1"; done; printf '%s' "$s"; }
+pcr_a="$(rep a 96)"
+pcr_b_upper="$(rep B 48)$(rep 1 48)"
+pcr_b="${pcr_b_upper,,}"
+pcr_c="$(rep c 96)"
+
+check "setup-kms-policy --help" run_to "$out" "$ROOT/scripts/setup-kms-policy.sh" --help
+check_fails "invalid PCR0 (short) refused" run_to "$out" setup_policy abc
+check_fails "all-zero PCR0 (debug enclave) refused" run_to "$out" setup_policy "$(rep 0 96)"
+check_fails "missing PCR0 refused" run_to "$out" setup_policy
+check_fails "--add and --remove together refused" run_to "$out" setup_policy --add "$pcr_a" --remove "$pcr_b"
+
+before="$(allowed_pcr0s "$key_arn")"
+check "dry-run succeeds" run_to "$out" setup_policy --dry-run "$pcr_a"
+check "dry-run shows the diff" grep -q "^+.*$pcr_a" "$out"
+check "dry-run writes nothing" eq "$(allowed_pcr0s "$key_arn")" "$before"
+
+check "replace: allow PCR_A" run_to "$out" setup_policy "$pcr_a"
+check "replace: unified diff printed" grep -q '^--- current policy' "$out"
+check "replace: diff adds PCR_A" grep -q "^+.*$pcr_a" "$out"
+check "replace: policy list == [A]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_a"
+check "admin statement allows no Decrypt/ReEncrypt/CreateGrant" not policy_has_admin_decrypt "$key_arn"
+check "same PCR0 again succeeds" run_to "$out" setup_policy "$pcr_a"
+check "same PCR0 again: unchanged, not rewritten" grep -q "policy unchanged" "$out"
+
+check "add PCR_B (uppercase input)" run_to "$out" setup_policy --add "$pcr_b_upper"
+check "add: list == [A, B lowercased]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_a" "$pcr_b")"
+check "add: diff shows the added PCR0" grep -q "^+.*$pcr_b" "$out"
+check "add again succeeds" run_to "$out" setup_policy --add "$pcr_b"
+check "add again: unchanged" grep -q "policy unchanged" "$out"
+
+check "remove PCR_A" run_to "$out" setup_policy --remove "$pcr_a"
+check "remove: list == [B]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_b"
+check "remove: diff shows the removed PCR0" grep -q "^-.*$pcr_a" "$out"
+check_fails "remove the last PCR0 refused" run_to "$out" setup_policy --remove "$pcr_b"
+check "refusal names the reason" grep -q "last allowed PCR0" "$out"
+check "policy unchanged after refused removal" eq "$(allowed_pcr0s "$key_arn")" "$pcr_b"
+check_fails "remove a PCR0 not in the list refused" run_to "$out" setup_policy --remove "$pcr_c"
+
+# --from-build reads build/enclave.eif.json as enclave-image/build.sh writes it.
+printf '#!/bin/sh\nexit 0\n' >"$tmp/fake-agent"
+chmod +x "$tmp/fake-agent"
+check "build.sh --dev writes measurements" run_to "$out" "$ROOT/enclave-image/build.sh" --dev --agent-bin "$tmp/fake-agent" --out-dir "$tmp/build"
+pcr_fake="$(sha384sum "$tmp/fake-agent" | cut -d' ' -f1)"
+check "measurements PCR0 = sha384 of the binary" eq "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' "$tmp/build/enclave.eif.json")" "$pcr_fake"
+check "add --from-build" run_to "$out" setup_policy --add --from-build --measurements "$tmp/build/enclave.eif.json"
+check "from-build: list == [B, fake]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_b" "$pcr_fake")"
+check "replace --from-build" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
+check "replace: list == [fake]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_fake"
+
+# The point of the policy: a caller without an attested Recipient cannot Decrypt the TSK.
+base64 -d <<<"$v1" >"$tmp/blob.bin"
+if dev_aws decrypt --ciphertext-blob "fileb://$tmp/blob.bin" --query KeyId --output text >"$out" 2>&1; then
+    fail "decrypt without attestation is denied" "the emulator allowed a plain Decrypt: $(cat "$out")"
+else
+    check "decrypt without attestation is denied (AccessDenied)" grep -q "AccessDenied" "$out"
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
