@@ -146,9 +146,11 @@ else
         python3 - "$pcr0" >"$tmp" <<'PY'
 import hashlib, json, sys
 pcr0 = sys.argv[1]
-# Keep in sync with enclavemesh_attestation::SimulatedMeasurements::from_pcr0.
-pcr1 = hashlib.sha384(b"enclavemesh-simulated-pcr1:" + bytes.fromhex(pcr0)).hexdigest()
-pcr2 = hashlib.sha384(b"enclavemesh-simulated-pcr2:" + bytes.fromhex(pcr0)).hexdigest()
+# Keep in sync with enclavemesh_attestation::SimulatedMeasurements::from_pcr0
+# (services/attestation/src/simulated.rs: PCR1_LABEL / PCR2_LABEL): fixed labels,
+# independent of the binary.
+pcr1 = hashlib.sha384(b"enclavemesh simulated PCR1: kernel and boot ramfs").hexdigest()
+pcr2 = hashlib.sha384(b"enclavemesh simulated PCR2: user applications").hexdigest()
 json.dump({"Measurements": {"HashAlgorithm": "Sha384 { ... }",
                             "PCR0": pcr0, "PCR1": pcr1, "PCR2": pcr2}}, sys.stdout, indent=2)
 sys.stdout.write("\n")
