@@ -1,0 +1,41 @@
+//! Connecting to the Temporal frontend, shared by the worker and the CLI.
+
+use std::time::Duration;
+
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+
+/// Why a Temporal client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid Temporal address '{addr}': {source}")]
+    Address { addr: String, source: url::ParseError },
+    #[error("cannot connect to Temporal at {addr}: {source}")]
+    Connect { addr: String, source: temporalio_client::errors::ClientConnectError },
+    #[error("cannot create Temporal client: {0}")]
+    Client(String),
+}
+
+/// Accepts `http://host:port`, `https://host:port` or a bare `host:port`.
+pub fn temporal_url(addr: &str) -> Result<Url, ConnectError> {
+    let with_scheme = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Url::parse(&with_scheme).map_err(|source| ConnectError::Address { addr: addr.to_string(), source })
+}
+
+/// Connects once (bounded by a 10 s connect timeout) and binds `namespace`.
+pub async fn connect(addr: &str, namespace: &str, identity: &str) -> Result<Client, ConnectError> {
+    let url = temporal_url(addr)?;
+    let opts = ConnectionOptions::new(url)
+        .identity(identity.to_string())
+        .connect_timeout(Duration::from_secs(10))
+        .build();
+    let connection = Connection::connect(opts)
+        .await
+        .map_err(|source| ConnectError::Connect { addr: addr.to_string(), source })?;
+    Client::new(connection, ClientOptions::new(namespace.to_string()).build()).map_err(|e| ConnectError::Client(e.to_string()))
+}
+
+/// `pid@host`, the identity Temporal shows for this process.
+pub fn default_identity(program: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{program}:{}@{host}", std::process::id())
+}
