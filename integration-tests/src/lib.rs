@@ -1,1 +1,14 @@
-//! Integration test harness.
+//! Harness for end-to-end tests: real binaries, real sockets, loopback only.
+//!
+//! Binaries come from `ENCLAVEMESH_BIN_DIR` (default: the workspace's
+//! `target/debug`), built beforehand by `scripts/test.sh`. Every process logs to a
+//! file in the test's temp dir; [`Proc`] kills its process on drop, so a failing
+//! test leaves nothing behind, and [`Proc::logs`] lets tests scan what was printed.
+
+pub mod kms;
+pub mod mesh;
+pub mod proc;
+pub mod recorder;
+
+pub use mesh::{DevMesh, MeshOptions};
+pub use proc::{Proc, bin_path, free_port, repo_root, venv_bin, wait_for, wait_for_path};

@@ -1,0 +1,109 @@
+//! Enclave Mesh agent: bootstrap (attest, key release) then serve AgentService.
+
+pub mod bootstrap;
+pub mod config;
+pub mod enclave;
+pub mod logic;
+pub mod service;
+pub mod status;
+pub mod tsk_file;
+
+use anyhow::Context;
+use config::Config;
+use enclavemesh_proto::v1::agent_service_server::AgentServiceServer;
+use enclavemesh_proto::v1::kms_forwarder_client::KmsForwarderClient;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts the enclave identity, releases the TSK, and serves until `shutdown`.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let tsk_path = cfg
+        .tsk_file
+        .clone()
+        .context("--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh")?;
+    let versions = tsk_file::read(&tsk_path)?;
+    let identity = Arc::new(enclave::EnclaveIdentity::create(&cfg)?);
+    tracing::info!(agent = %cfg.name, nsm = identity.nsm.kind(), pcr0 = %identity.pcr0_hex, "enclave identity ready");
+
+    let channel = enclavemesh_transport::channel(&cfg.sidecar)?;
+    let mut sidecar = KmsForwarderClient::new(channel);
+    let ring = bootstrap::release_tsk(
+        &identity,
+        &mut sidecar,
+        &cfg.sidecar.to_string(),
+        &cfg.key_id,
+        &versions,
+        Duration::from_secs(cfg.bootstrap_timeout_secs),
+    )
+    .await?;
+    tracing::info!(versions = ?ring.versions(), "key ring ready");
+
+    let agent = service::Agent {
+        name: cfg.name.clone(),
+        mode: identity.nsm.kind(),
+        ring: Arc::new(ring),
+        identity,
+        logic: logic::for_kind(cfg.kind),
+        limits: enclavemesh_sealing::Limits { max_ciphertext_bytes: cfg.max_state_bytes },
+        sidecar,
+        sidecar_addr: cfg.sidecar.to_string(),
+    };
+
+    let listener = enclavemesh_transport::bind(&cfg.listen).await?;
+    tracing::info!(listen = %listener.local_addr(), kind = ?cfg.kind, "serving AgentService");
+    serve(agent, &cfg, listener, shutdown).await
+}
+
+/// The server stack, in one visible place: per-request timeout and per-connection
+/// concurrency limit (tower layers applied by tonic's builder), message-size limits
+/// enforced before decoding, then AgentService + health + reflection.
+pub async fn serve(
+    agent: service::Agent,
+    cfg: &Config,
+    listener: enclavemesh_transport::Listener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AgentServiceServer<service::Agent>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let agent_service = AgentServiceServer::new(agent)
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(cfg.max_message_bytes);
+
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        .concurrency_limit_per_connection(256)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(agent_service)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// nitro-cli's `build-enclave` JSON shape, with simulated measurements of `binary`.
+pub fn measurements_json(binary: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let pcr0 = enclavemesh_attestation::measure_file(binary)
+        .with_context(|| format!("cannot read {}", binary.display()))?;
+    let m = enclavemesh_attestation::SimulatedMeasurements::from_pcr0(pcr0);
+    Ok(serde_json::json!({
+        "Measurements": {
+            "HashAlgorithm": "Sha384 { ... }",
+            "PCR0": hex::encode(m.pcr0),
+            "PCR1": hex::encode(m.pcr1),
+            "PCR2": hex::encode(m.pcr2),
+        }
+    }))
+}
