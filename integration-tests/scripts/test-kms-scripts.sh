@@ -19,6 +19,7 @@ case "${1:-}" in
 Usage: integration-tests/scripts/test-kms-scripts.sh
 
 Env: KMS_EMULATOR_BIN   use this emulator binary instead of building one
+     ENCLAVEMESH_BIN_DIR  else use \$ENCLAVEMESH_BIN_DIR/kms-emulator when present
      KEEP_TMP=1         keep the temporary directory (printed) for inspection
 EOF
         exit 0
@@ -53,6 +54,9 @@ em_venv_ensure awscli
 
 if [[ -n "${KMS_EMULATOR_BIN:-}" ]]; then
     emu="$KMS_EMULATOR_BIN"
+elif [[ -n "${ENCLAVEMESH_BIN_DIR:-}" && -x "$ENCLAVEMESH_BIN_DIR/kms-emulator" ]]; then
+    # Already built by scripts/test.sh (cargo build --workspace --bins).
+    emu="$ENCLAVEMESH_BIN_DIR/kms-emulator"
 else
     echo "building kms-emulator (cargo build -p kms-emulator)"
     (cd "$ROOT" && cargo build -q -p kms-emulator)
