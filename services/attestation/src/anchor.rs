@@ -29,20 +29,27 @@ pub enum TrustAnchor {
 impl TrustAnchor {
     /// Load a root certificate from a DER or PEM (`-----BEGIN CERTIFICATE-----`) file.
     pub fn from_file(path: &Path) -> Result<Self, VerifyError> {
-        let bad = |reason: String| VerifyError::BadTrustAnchor { path: path.display().to_string(), reason };
+        let bad = |reason: String| VerifyError::BadTrustAnchor {
+            path: path.display().to_string(),
+            reason,
+        };
         let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         if meta.len() > MAX_ANCHOR_FILE_BYTES {
-            return Err(bad(format!("file is {} bytes, larger than any root certificate", meta.len())));
+            return Err(bad(format!(
+                "file is {} bytes, larger than any root certificate",
+                meta.len()
+            )));
         }
         let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        Self::from_bytes(&bytes).map_err(|reason| bad(reason))
+        Self::from_bytes(&bytes).map_err(bad)
     }
 
     /// Parse a root certificate given as DER or PEM bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let trimmed = bytes.trim_ascii_start();
         let der_bytes = if trimmed.starts_with(b"-----BEGIN") {
-            let (label, der_bytes) = der::pem::decode_vec(trimmed).map_err(|e| format!("invalid PEM: {e}"))?;
+            let (label, der_bytes) =
+                der::pem::decode_vec(trimmed).map_err(|e| format!("invalid PEM: {e}"))?;
             if label != "CERTIFICATE" {
                 return Err(format!("PEM label is '{label}', expected 'CERTIFICATE'"));
             }

@@ -44,9 +44,18 @@ pub(crate) fn p384_key(cert: &Certificate) -> Result<VerifyingKey, String> {
         .tbs_certificate
         .subject_public_key_info
         .to_der()
-        .map_err(|e| format!("cannot re-encode subject public key of '{}': {e}", subject(cert)))?;
-    VerifyingKey::from_public_key_der(&spki)
-        .map_err(|e| format!("certificate '{}' does not carry a P-384 EC public key: {e}", subject(cert)))
+        .map_err(|e| {
+            format!(
+                "cannot re-encode subject public key of '{}': {e}",
+                subject(cert)
+            )
+        })?;
+    VerifyingKey::from_public_key_der(&spki).map_err(|e| {
+        format!(
+            "certificate '{}' does not carry a P-384 EC public key: {e}",
+            subject(cert)
+        )
+    })
 }
 
 /// Whether the certificate says it is a CA (basicConstraints cA = TRUE).
@@ -61,7 +70,11 @@ fn is_ca(cert: &Certificate) -> bool {
 
 /// Check that `child` (whose original DER is `child_der`) was issued and signed by `issuer`
 /// with ecdsa-with-SHA384.
-pub(crate) fn verify_issued_by(child: &Certificate, child_der: &[u8], issuer: &Certificate) -> Result<(), String> {
+pub(crate) fn verify_issued_by(
+    child: &Certificate,
+    child_der: &[u8],
+    issuer: &Certificate,
+) -> Result<(), String> {
     let child_subject = subject(child);
     let issuer_subject = subject(issuer);
     if child.tbs_certificate.issuer != issuer.tbs_certificate.subject {
@@ -71,7 +84,9 @@ pub(crate) fn verify_issued_by(child: &Certificate, child_der: &[u8], issuer: &C
         ));
     }
     if !is_ca(issuer) {
-        return Err(format!("'{issuer_subject}' is not a CA certificate (basicConstraints cA is not TRUE) but issued '{child_subject}'"));
+        return Err(format!(
+            "'{issuer_subject}' is not a CA certificate (basicConstraints cA is not TRUE) but issued '{child_subject}'"
+        ));
     }
     if child.signature_algorithm.oid != ECDSA_WITH_SHA_384 {
         return Err(format!(
@@ -84,11 +99,14 @@ pub(crate) fn verify_issued_by(child: &Certificate, child_der: &[u8], issuer: &C
         .signature
         .as_bytes()
         .ok_or_else(|| format!("signature of '{child_subject}' is not a whole number of bytes"))?;
-    let sig = Signature::from_der(sig_bytes)
-        .map_err(|e| format!("signature of '{child_subject}' is not a DER ECDSA P-384 signature: {e}"))?;
-    let tbs = tbs_bytes(child_der).map_err(|e| format!("cannot locate tbsCertificate of '{child_subject}': {e}"))?;
-    key.verify(tbs, &sig)
-        .map_err(|_| format!("signature of '{child_subject}' does not verify with the key of '{issuer_subject}'"))
+    let sig = Signature::from_der(sig_bytes).map_err(|e| {
+        format!("signature of '{child_subject}' is not a DER ECDSA P-384 signature: {e}")
+    })?;
+    let tbs = tbs_bytes(child_der)
+        .map_err(|e| format!("cannot locate tbsCertificate of '{child_subject}': {e}"))?;
+    key.verify(tbs, &sig).map_err(|_| {
+        format!("signature of '{child_subject}' does not verify with the key of '{issuer_subject}'")
+    })
 }
 
 /// RFC 3339 rendering of a point in time, for messages.
@@ -116,20 +134,35 @@ fn random_serial() -> Result<SerialNumber, NsmError> {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes[0] = (bytes[0] & 0x7f) | 0x01; // positive, no leading zero octet
-    SerialNumber::new(&bytes).map_err(|e| NsmError::Crypto { context: "creating a serial number", reason: e.to_string() })
+    SerialNumber::new(&bytes).map_err(|e| NsmError::Crypto {
+        context: "creating a serial number",
+        reason: e.to_string(),
+    })
 }
 
 /// Validity from `not_before` to `not_after`.
-pub(crate) fn validity(not_before: SystemTime, not_after: SystemTime) -> Result<Validity, NsmError> {
+pub(crate) fn validity(
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<Validity, NsmError> {
     let conv = |t: SystemTime| {
-        Time::try_from(t).map_err(|e| NsmError::Crypto { context: "encoding certificate validity", reason: e.to_string() })
+        Time::try_from(t).map_err(|e| NsmError::Crypto {
+            context: "encoding certificate validity",
+            reason: e.to_string(),
+        })
     };
-    Ok(Validity { not_before: conv(not_before)?, not_after: conv(not_after)? })
+    Ok(Validity {
+        not_before: conv(not_before)?,
+        not_after: conv(not_after)?,
+    })
 }
 
 /// Parse an RFC 4514 name (constant strings of this crate).
 pub(crate) fn name(s: &str) -> Result<Name, NsmError> {
-    s.parse::<Name>().map_err(|e| NsmError::Crypto { context: "parsing a certificate name", reason: format!("{s}: {e}") })
+    s.parse::<Name>().map_err(|e| NsmError::Crypto {
+        context: "parsing a certificate name",
+        reason: format!("{s}: {e}"),
+    })
 }
 
 /// Issue a certificate for `subject_key` signed by `signer`, returning its DER.
@@ -140,10 +173,23 @@ pub(crate) fn issue(
     validity: Validity,
     signer: &SigningKey,
 ) -> Result<Vec<u8>, NsmError> {
-    let crypto = |reason: String| NsmError::Crypto { context: "issuing a certificate", reason };
-    let spki = SubjectPublicKeyInfoOwned::from_key(*subject_key).map_err(|e| crypto(e.to_string()))?;
-    let builder = CertificateBuilder::new(profile, random_serial()?, validity, subject_name, spki, signer)
+    let crypto = |reason: String| NsmError::Crypto {
+        context: "issuing a certificate",
+        reason,
+    };
+    let spki =
+        SubjectPublicKeyInfoOwned::from_key(*subject_key).map_err(|e| crypto(e.to_string()))?;
+    let builder = CertificateBuilder::new(
+        profile,
+        random_serial()?,
+        validity,
+        subject_name,
+        spki,
+        signer,
+    )
+    .map_err(|e| crypto(e.to_string()))?;
+    let cert = builder
+        .build::<DerSignature>()
         .map_err(|e| crypto(e.to_string()))?;
-    let cert = builder.build::<DerSignature>().map_err(|e| crypto(e.to_string()))?;
     cert.to_der().map_err(|e| crypto(e.to_string()))
 }

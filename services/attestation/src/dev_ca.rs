@@ -25,9 +25,11 @@ use crate::certs;
 use crate::error::NsmError;
 
 /// Subject of the dev root; says loudly that it is not AWS.
-pub const DEV_ROOT_SUBJECT: &str = "CN=enclavemesh-dev-root-NOT-AWS,OU=simulated NSM,O=Enclave Mesh,C=US";
+pub const DEV_ROOT_SUBJECT: &str =
+    "CN=enclavemesh-dev-root-NOT-AWS,OU=simulated NSM,O=Enclave Mesh,C=US";
 /// Subject of the dev intermediate.
-pub const DEV_INTERMEDIATE_SUBJECT: &str = "CN=enclavemesh-dev-intermediate,OU=simulated NSM,O=Enclave Mesh,C=US";
+pub const DEV_INTERMEDIATE_SUBJECT: &str =
+    "CN=enclavemesh-dev-intermediate,OU=simulated NSM,O=Enclave Mesh,C=US";
 
 /// Directory name under the dev dir.
 pub const DEV_CA_DIR: &str = "dev-ca";
@@ -50,7 +52,10 @@ pub struct DevCa {
 impl fmt::Debug for DevCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the private key.
-        f.debug_struct("DevCa").field("dir", &self.dir).field("root", &TrustAnchor::Der(self.root_der.clone()).describe()).finish_non_exhaustive()
+        f.debug_struct("DevCa")
+            .field("dir", &self.dir)
+            .field("root", &TrustAnchor::Der(self.root_der.clone()).describe())
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,7 +76,11 @@ impl DevCa {
 
         let mut suffix = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut suffix);
-        let tmp = dev_dir.join(format!(".{DEV_CA_DIR}.tmp-{}-{}", std::process::id(), hex::encode(suffix)));
+        let tmp = dev_dir.join(format!(
+            ".{DEV_CA_DIR}.tmp-{}-{}",
+            std::process::id(),
+            hex::encode(suffix)
+        ));
         let result = Self::generate_into(&tmp).and_then(|()| match fs::rename(&tmp, &final_dir) {
             Ok(()) => Ok(()),
             // Lost the race: someone else's CA is in place.
@@ -91,28 +100,45 @@ impl DevCa {
 
         let root_key = SigningKey::random(&mut rand::rngs::OsRng);
         let root_name = certs::name(DEV_ROOT_SUBJECT)?;
-        let root_der = certs::issue(Profile::Root, root_name.clone(), root_key.verifying_key(), validity, &root_key)?;
+        let root_der = certs::issue(
+            Profile::Root,
+            root_name.clone(),
+            root_key.verifying_key(),
+            validity,
+            &root_key,
+        )?;
 
         let int_key = SigningKey::random(&mut rand::rngs::OsRng);
         let int_der = certs::issue(
-            Profile::SubCA { issuer: root_name, path_len_constraint: Some(0) },
+            Profile::SubCA {
+                issuer: root_name,
+                path_len_constraint: Some(0),
+            },
             certs::name(DEV_INTERMEDIATE_SUBJECT)?,
             int_key.verifying_key(),
             validity,
             &root_key,
         )?;
-        let int_pkcs8 = int_key
-            .to_pkcs8_der()
-            .map_err(|e| NsmError::Crypto { context: "encoding the intermediate key", reason: e.to_string() })?;
+        let int_pkcs8 = int_key.to_pkcs8_der().map_err(|e| NsmError::Crypto {
+            context: "encoding the intermediate key",
+            reason: e.to_string(),
+        })?;
 
         write_file(&dir.join(ROOT_FILE), &root_der, 0o644)?;
         write_file(&dir.join(INTERMEDIATE_FILE), &int_der, 0o644)?;
-        write_file(&dir.join(INTERMEDIATE_KEY_FILE), int_pkcs8.as_bytes(), 0o600)?;
+        write_file(
+            &dir.join(INTERMEDIATE_KEY_FILE),
+            int_pkcs8.as_bytes(),
+            0o600,
+        )?;
         Ok(())
     }
 
     fn load(dir: &Path) -> Result<Self, NsmError> {
-        let bad = |reason: String| NsmError::DevCa { path: dir.display().to_string(), reason };
+        let bad = |reason: String| NsmError::DevCa {
+            path: dir.display().to_string(),
+            reason,
+        };
         let read = |name: &str| {
             let p = dir.join(name);
             fs::read(&p).map_err(|e| bad(format!("cannot read {name}: {e}")))
@@ -122,14 +148,20 @@ impl DevCa {
         let key_der = read(INTERMEDIATE_KEY_FILE)?;
 
         let root = certs::parse(&root_der).map_err(|e| bad(format!("{ROOT_FILE}: {e}")))?;
-        let intermediate = certs::parse(&intermediate_der).map_err(|e| bad(format!("{INTERMEDIATE_FILE}: {e}")))?;
+        let intermediate = certs::parse(&intermediate_der)
+            .map_err(|e| bad(format!("{INTERMEDIATE_FILE}: {e}")))?;
         certs::verify_issued_by(&intermediate, &intermediate_der, &root)
             .map_err(|e| bad(format!("intermediate is not issued by the root: {e}")))?;
-        let intermediate_key = SigningKey::from_pkcs8_der(&key_der)
-            .map_err(|e| bad(format!("{INTERMEDIATE_KEY_FILE} is not a PKCS#8 P-384 key: {e}")))?;
+        let intermediate_key = SigningKey::from_pkcs8_der(&key_der).map_err(|e| {
+            bad(format!(
+                "{INTERMEDIATE_KEY_FILE} is not a PKCS#8 P-384 key: {e}"
+            ))
+        })?;
         let cert_key = certs::p384_key(&intermediate).map_err(bad)?;
         if *intermediate_key.verifying_key() != cert_key {
-            return Err(bad(format!("{INTERMEDIATE_KEY_FILE} does not match {INTERMEDIATE_FILE}")));
+            return Err(bad(format!(
+                "{INTERMEDIATE_KEY_FILE} does not match {INTERMEDIATE_FILE}"
+            )));
         }
         Ok(DevCa {
             dir: dir.to_path_buf(),
@@ -181,6 +213,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), NsmError> {
         .mode(mode)
         .open(path)
         .map_err(io_err("writing the dev CA", path))?;
-    f.write_all(bytes).map_err(io_err("writing the dev CA", path))?;
+    f.write_all(bytes)
+        .map_err(io_err("writing the dev CA", path))?;
     f.sync_all().map_err(io_err("writing the dev CA", path))
 }

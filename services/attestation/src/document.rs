@@ -77,28 +77,54 @@ fn malformed(s: impl Into<String>) -> VerifyError {
 /// Decode the COSE_Sign1 envelope (untagged as the NSM emits it, or with CBOR tag 18).
 pub(crate) fn decode_cose(cose: &[u8]) -> Result<DecodedCose, VerifyError> {
     if cose.len() > MAX_DOCUMENT_BYTES {
-        return Err(VerifyError::TooLarge { len: cose.len(), limit: MAX_DOCUMENT_BYTES });
+        return Err(VerifyError::TooLarge {
+            len: cose.len(),
+            limit: MAX_DOCUMENT_BYTES,
+        });
     }
     if cose.is_empty() {
         return Err(malformed("empty input"));
     }
     // 0xd2 = CBOR tag 18 (COSE_Sign1).
-    let sign1 = if cose[0] == 0xd2 { CoseSign1::from_tagged_slice(cose) } else { CoseSign1::from_slice(cose) }
-        .map_err(|e| malformed(format!("not a COSE_Sign1 structure ({e})")))?;
-    let alg = sign1.protected.header.alg.clone();
-    if alg != Some(coset::RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES384)) {
-        return Err(malformed(format!("protected header alg is {alg:?}, expected ES384 (-35)")));
+    let sign1 = if cose[0] == 0xd2 {
+        CoseSign1::from_tagged_slice(cose)
+    } else {
+        CoseSign1::from_slice(cose)
     }
-    let payload = sign1.payload.as_deref().ok_or(VerifyError::MissingField("payload"))?;
+    .map_err(|e| malformed(format!("not a COSE_Sign1 structure ({e})")))?;
+    let alg = sign1.protected.header.alg.clone();
+    if alg
+        != Some(coset::RegisteredLabelWithPrivate::Assigned(
+            iana::Algorithm::ES384,
+        ))
+    {
+        return Err(malformed(format!(
+            "protected header alg is {alg:?}, expected ES384 (-35)"
+        )));
+    }
+    let payload = sign1
+        .payload
+        .as_deref()
+        .ok_or(VerifyError::MissingField("payload"))?;
     let document = decode_payload(payload)?;
-    Ok(DecodedCose { to_be_signed: sign1.tbs_data(b""), signature: sign1.signature.clone(), document })
+    Ok(DecodedCose {
+        to_be_signed: sign1.tbs_data(b""),
+        signature: sign1.signature.clone(),
+        document,
+    })
 }
 
 fn bytes_field(v: Value, name: &'static str, max: usize) -> Result<Vec<u8>, VerifyError> {
     match v {
         Value::Bytes(b) if b.len() <= max => Ok(b),
-        Value::Bytes(b) => Err(malformed(format!("{name} is {} bytes, more than {max}", b.len()))),
-        other => Err(malformed(format!("{name} must be a byte string, found {}", type_name(&other)))),
+        Value::Bytes(b) => Err(malformed(format!(
+            "{name} is {} bytes, more than {max}",
+            b.len()
+        ))),
+        other => Err(malformed(format!(
+            "{name} must be a byte string, found {}",
+            type_name(&other)
+        ))),
     }
 }
 
@@ -132,13 +158,16 @@ const MAX_CABUNDLE: usize = 8;
 /// Decode the NSM payload map (definite or indefinite length; unknown keys ignored).
 fn decode_payload(payload: &[u8]) -> Result<AttestationDocument, VerifyError> {
     let mut cursor = Cursor::new(payload);
-    let value: Value =
-        ciborium::de::from_reader(&mut cursor).map_err(|e| malformed(format!("payload is not CBOR ({e})")))?;
+    let value: Value = ciborium::de::from_reader(&mut cursor)
+        .map_err(|e| malformed(format!("payload is not CBOR ({e})")))?;
     if usize::try_from(cursor.position()).ok() != Some(payload.len()) {
         return Err(malformed("trailing bytes after the payload map"));
     }
     let Value::Map(entries) = value else {
-        return Err(malformed(format!("payload must be a CBOR map, found {}", type_name(&value))));
+        return Err(malformed(format!(
+            "payload must be a CBOR map, found {}",
+            type_name(&value)
+        )));
     };
 
     let mut module_id = None;
@@ -154,7 +183,10 @@ fn decode_payload(payload: &[u8]) -> Result<AttestationDocument, VerifyError> {
 
     for (k, v) in entries {
         let Value::Text(key) = k else {
-            return Err(malformed(format!("payload map key must be text, found {}", type_name(&k))));
+            return Err(malformed(format!(
+                "payload map key must be text, found {}",
+                type_name(&k)
+            )));
         };
         if seen.contains(&key) {
             return Err(malformed(format!("duplicate payload key `{key}`")));
@@ -162,18 +194,36 @@ fn decode_payload(payload: &[u8]) -> Result<AttestationDocument, VerifyError> {
         match key.as_str() {
             "module_id" => match v {
                 Value::Text(s) if !s.is_empty() && s.len() <= 256 => module_id = Some(s),
-                other => return Err(malformed(format!("module_id must be non-empty text, found {}", type_name(&other)))),
+                other => {
+                    return Err(malformed(format!(
+                        "module_id must be non-empty text, found {}",
+                        type_name(&other)
+                    )));
+                }
             },
             "digest" => match v {
                 Value::Text(s) if s == "SHA384" => digest = Some(s),
-                Value::Text(s) => return Err(malformed(format!("digest is '{s}', expected 'SHA384'"))),
-                other => return Err(malformed(format!("digest must be text, found {}", type_name(&other)))),
+                Value::Text(s) => {
+                    return Err(malformed(format!("digest is '{s}', expected 'SHA384'")));
+                }
+                other => {
+                    return Err(malformed(format!(
+                        "digest must be text, found {}",
+                        type_name(&other)
+                    )));
+                }
             },
             "timestamp" => match v {
                 Value::Integer(i) => {
-                    timestamp = Some(u64::try_from(i).map_err(|_| malformed("timestamp is not a u64"))?)
+                    timestamp =
+                        Some(u64::try_from(i).map_err(|_| malformed("timestamp is not a u64"))?)
                 }
-                other => return Err(malformed(format!("timestamp must be an unsigned integer, found {}", type_name(&other)))),
+                other => {
+                    return Err(malformed(format!(
+                        "timestamp must be an unsigned integer, found {}",
+                        type_name(&other)
+                    )));
+                }
             },
             "pcrs" => pcrs = Some(decode_pcrs(v)?),
             "certificate" => certificate = Some(bytes_field(v, "certificate", MAX_CERT_BYTES)?),
@@ -186,9 +236,17 @@ fn decode_payload(payload: &[u8]) -> Result<AttestationDocument, VerifyError> {
                     cabundle = Some(certs);
                 }
                 Value::Array(items) => {
-                    return Err(malformed(format!("cabundle has {} entries, expected 1..={MAX_CABUNDLE}", items.len())));
+                    return Err(malformed(format!(
+                        "cabundle has {} entries, expected 1..={MAX_CABUNDLE}",
+                        items.len()
+                    )));
                 }
-                other => return Err(malformed(format!("cabundle must be an array, found {}", type_name(&other)))),
+                other => {
+                    return Err(malformed(format!(
+                        "cabundle must be an array, found {}",
+                        type_name(&other)
+                    )));
+                }
             },
             "public_key" => public_key = optional_bytes(v, "public_key")?,
             "user_data" => user_data = optional_bytes(v, "user_data")?,
@@ -217,10 +275,16 @@ fn decode_payload(payload: &[u8]) -> Result<AttestationDocument, VerifyError> {
 
 fn decode_pcrs(v: Value) -> Result<BTreeMap<u16, Vec<u8>>, VerifyError> {
     let Value::Map(entries) = v else {
-        return Err(malformed(format!("pcrs must be a map, found {}", type_name(&v))));
+        return Err(malformed(format!(
+            "pcrs must be a map, found {}",
+            type_name(&v)
+        )));
     };
     if entries.is_empty() || entries.len() > usize::from(MAX_PCRS) {
-        return Err(malformed(format!("pcrs has {} entries, expected 1..={MAX_PCRS}", entries.len())));
+        return Err(malformed(format!(
+            "pcrs has {} entries, expected 1..={MAX_PCRS}",
+            entries.len()
+        )));
     }
     let mut out = BTreeMap::new();
     for (k, v) in entries {
@@ -231,8 +295,18 @@ fn decode_pcrs(v: Value) -> Result<BTreeMap<u16, Vec<u8>>, VerifyError> {
         .ok_or_else(|| malformed(format!("pcrs key must be an integer 0..{MAX_PCRS}")))?;
         let value = match v {
             Value::Bytes(b) if matches!(b.len(), 32 | 48 | 64) => b,
-            Value::Bytes(b) => return Err(malformed(format!("PCR{index} is {} bytes, expected 32, 48 or 64", b.len()))),
-            other => return Err(malformed(format!("PCR{index} must be a byte string, found {}", type_name(&other)))),
+            Value::Bytes(b) => {
+                return Err(malformed(format!(
+                    "PCR{index} is {} bytes, expected 32, 48 or 64",
+                    b.len()
+                )));
+            }
+            other => {
+                return Err(malformed(format!(
+                    "PCR{index} must be a byte string, found {}",
+                    type_name(&other)
+                )));
+            }
         };
         if out.insert(index, value).is_some() {
             return Err(malformed(format!("duplicate PCR{index}")));
@@ -252,33 +326,52 @@ pub(crate) fn encode_payload(doc: &AttestationDocument) -> Result<Vec<u8>, NsmEr
         (
             text("pcrs"),
             Value::Map(
-                doc.pcrs.iter().map(|(i, v)| (Value::Integer((*i).into()), Value::Bytes(v.clone()))).collect(),
+                doc.pcrs
+                    .iter()
+                    .map(|(i, v)| (Value::Integer((*i).into()), Value::Bytes(v.clone())))
+                    .collect(),
             ),
         ),
         (text("certificate"), Value::Bytes(doc.certificate.clone())),
-        (text("cabundle"), Value::Array(doc.cabundle.iter().cloned().map(Value::Bytes).collect())),
+        (
+            text("cabundle"),
+            Value::Array(doc.cabundle.iter().cloned().map(Value::Bytes).collect()),
+        ),
         (text("public_key"), opt(&doc.public_key)),
         (text("user_data"), opt(&doc.user_data)),
         (text("nonce"), opt(&doc.nonce)),
     ]);
     let mut out = Vec::new();
-    ciborium::ser::into_writer(&map, &mut out)
-        .map_err(|e| NsmError::Crypto { context: "encoding the attestation payload", reason: e.to_string() })?;
+    ciborium::ser::into_writer(&map, &mut out).map_err(|e| NsmError::Crypto {
+        context: "encoding the attestation payload",
+        reason: e.to_string(),
+    })?;
     Ok(out)
 }
 
 /// Wrap `doc` into an untagged COSE_Sign1 (as the NSM emits it) signed with ES384 by `leaf_key`.
 /// The signature is raw r||s (96 bytes), as COSE requires.
-pub(crate) fn sign_document(doc: &AttestationDocument, leaf_key: &SigningKey) -> Result<Vec<u8>, NsmError> {
+pub(crate) fn sign_document(
+    doc: &AttestationDocument,
+    leaf_key: &SigningKey,
+) -> Result<Vec<u8>, NsmError> {
     let payload = encode_payload(doc)?;
-    let protected = Header { alg: Some(coset::Algorithm::Assigned(iana::Algorithm::ES384)), ..Default::default() };
-    let mut sign1 = coset::CoseSign1Builder::new().protected(protected).payload(payload).build();
+    let protected = Header {
+        alg: Some(coset::Algorithm::Assigned(iana::Algorithm::ES384)),
+        ..Default::default()
+    };
+    let mut sign1 = coset::CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload)
+        .build();
     let tbs = sign1.tbs_data(b"");
-    let sig: Signature = leaf_key
-        .try_sign(&tbs)
-        .map_err(|e| NsmError::Crypto { context: "signing the attestation document", reason: e.to_string() })?;
+    let sig: Signature = leaf_key.try_sign(&tbs).map_err(|e| NsmError::Crypto {
+        context: "signing the attestation document",
+        reason: e.to_string(),
+    })?;
     sign1.signature = sig.to_bytes().to_vec();
-    sign1
-        .to_vec()
-        .map_err(|e| NsmError::Crypto { context: "encoding the COSE_Sign1", reason: e.to_string() })
+    sign1.to_vec().map_err(|e| NsmError::Crypto {
+        context: "encoding the COSE_Sign1",
+        reason: e.to_string(),
+    })
 }

@@ -13,16 +13,29 @@ pub enum NsmError {
     )]
     NotInEnclave,
     /// `/dev/nsm` exists but could not be opened.
-    #[error("cannot open /dev/nsm: {0} (is the nitro_enclaves NSM driver loaded and the process allowed to open it?)")]
+    #[error(
+        "cannot open /dev/nsm: {0} (is the nitro_enclaves NSM driver loaded and the process allowed to open it?)"
+    )]
     Open(#[source] std::io::Error),
     /// A request field exceeds what the NSM accepts.
-    #[error("{field} is {len} bytes but the NSM accepts at most {limit}; send a digest or a shorter value instead")]
-    InputTooLarge { field: &'static str, len: usize, limit: usize },
+    #[error(
+        "{field} is {len} bytes but the NSM accepts at most {limit}; send a digest or a shorter value instead"
+    )]
+    InputTooLarge {
+        field: &'static str,
+        len: usize,
+        limit: usize,
+    },
     /// The NSM (real or simulated) refused or failed a request.
     #[error("NSM request {request} failed: {reason}")]
-    Request { request: &'static str, reason: String },
+    Request {
+        request: &'static str,
+        reason: String,
+    },
     /// Filesystem trouble under the dev directory (dev CA, measurements).
-    #[error("{what} ({path}): {source}; check that the dev directory exists and is writable (ENCLAVEMESH_DEV_DIR)")]
+    #[error(
+        "{what} ({path}): {source}; check that the dev directory exists and is writable (ENCLAVEMESH_DEV_DIR)"
+    )]
     Io {
         what: &'static str,
         path: String,
@@ -30,14 +43,19 @@ pub enum NsmError {
         source: std::io::Error,
     },
     /// The persisted dev CA is unreadable or inconsistent.
-    #[error("dev CA at {path} is unusable: {reason}; delete that directory to have it regenerated (every party must then trust the new root)")]
+    #[error(
+        "dev CA at {path} is unusable: {reason}; delete that directory to have it regenerated (every party must then trust the new root)"
+    )]
     DevCa { path: String, reason: String },
     /// A simulated measurement given on the command line is unusable.
     #[error("invalid simulated measurement: {0}")]
     InvalidMeasurement(String),
     /// Building a certificate, signing or encoding failed (should not happen with valid inputs).
     #[error("crypto/encoding failure while {context}: {reason}")]
-    Crypto { context: &'static str, reason: String },
+    Crypto {
+        context: &'static str,
+        reason: String,
+    },
 }
 
 /// Why an attestation document was rejected. [`VerifyError::kind`] gives a stable short name
@@ -45,40 +63,71 @@ pub enum NsmError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
     /// Input larger than [`crate::MAX_DOCUMENT_BYTES`]; refused before any parsing.
-    #[error("attestation document is {len} bytes, limit is {limit}; a real NSM document is ~4-8 KiB, so this is not one (sent base64 twice, or the wrong field?)")]
+    #[error(
+        "attestation document is {len} bytes, limit is {limit}; a real NSM document is ~4-8 KiB, so this is not one (sent base64 twice, or the wrong field?)"
+    )]
     TooLarge { len: usize, limit: usize },
     /// Not a COSE_Sign1 / not the Nitro payload layout.
-    #[error("attestation document is malformed: {0}; send the raw COSE_Sign1 bytes returned by the NSM (decode base64 first)")]
+    #[error(
+        "attestation document is malformed: {0}; send the raw COSE_Sign1 bytes returned by the NSM (decode base64 first)"
+    )]
     Malformed(String),
     /// A required payload field is absent.
-    #[error("attestation document lacks required field `{0}`; it was not produced by a Nitro NSM (or a compatible simulator)")]
+    #[error(
+        "attestation document lacks required field `{0}`; it was not produced by a Nitro NSM (or a compatible simulator)"
+    )]
     MissingField(&'static str),
     /// The COSE signature does not verify with the leaf certificate's key.
-    #[error("attestation document signature (ES384) does not verify with the key in its leaf certificate; the document was altered or forged")]
+    #[error(
+        "attestation document signature (ES384) does not verify with the key in its leaf certificate; the document was altered or forged"
+    )]
     BadSignature,
     /// Certificate chain does not lead to the pinned root.
     #[error("certificate chain not trusted: {0}")]
     UntrustedChain(String),
     /// A certificate of the chain is outside its validity period at verification time.
-    #[error("certificate '{subject}' is valid from {not_before} to {not_after}, not at {at}; fetch a fresh attestation document, and check the verifier's clock")]
-    CertificateNotValidAt { subject: String, not_before: String, not_after: String, at: String },
+    #[error(
+        "certificate '{subject}' is valid from {not_before} to {not_after}, not at {at}; fetch a fresh attestation document, and check the verifier's clock"
+    )]
+    CertificateNotValidAt {
+        subject: String,
+        not_before: String,
+        not_after: String,
+        at: String,
+    },
     /// Document older than the verifier's `max_age`.
-    #[error("attestation document is {age_ms} ms old, max age is {max_ms} ms; request a fresh document right before use (documents are single-use proofs, not credentials)")]
+    #[error(
+        "attestation document is {age_ms} ms old, max age is {max_ms} ms; request a fresh document right before use (documents are single-use proofs, not credentials)"
+    )]
     Stale { age_ms: u64, max_ms: u64 },
     /// Document timestamp is further in the future than the allowed clock skew.
-    #[error("attestation document timestamp is {ahead_ms} ms in the future (allowed skew {max_skew_ms} ms); fix the clock of the verifier or of the enclave host (NTP)")]
+    #[error(
+        "attestation document timestamp is {ahead_ms} ms in the future (allowed skew {max_skew_ms} ms); fix the clock of the verifier or of the enclave host (NTP)"
+    )]
     FromFuture { ahead_ms: u64, max_skew_ms: u64 },
     /// Document nonce differs from the expected one (absent counts as different).
-    #[error("attestation document nonce does not match the nonce this verifier issued; possible replay: request a new document with the current nonce")]
+    #[error(
+        "attestation document nonce does not match the nonce this verifier issued; possible replay: request a new document with the current nonce"
+    )]
     NonceMismatch,
     /// A PCR differs from the expected measurement.
-    #[error("PCR{index} mismatch: expected {expected_hex}, document has {actual_hex}; the enclave image differs from the one allowed (rebuild reproducibly, or update the expected PCR{index})")]
-    PcrMismatch { index: u16, expected_hex: String, actual_hex: String },
+    #[error(
+        "PCR{index} mismatch: expected {expected_hex}, document has {actual_hex}; the enclave image differs from the one allowed (rebuild reproducibly, or update the expected PCR{index})"
+    )]
+    PcrMismatch {
+        index: u16,
+        expected_hex: String,
+        actual_hex: String,
+    },
     /// All-zero PCR0: a debug-mode enclave, whose memory the parent can read.
-    #[error("attestation document comes from a debug-mode enclave (PCR0 is all zeros), whose memory the parent instance can read; refused. Run without --debug-mode, or allow debug explicitly in dev only")]
+    #[error(
+        "attestation document comes from a debug-mode enclave (PCR0 is all zeros), whose memory the parent instance can read; refused. Run without --debug-mode, or allow debug explicitly in dev only"
+    )]
     DebugMode,
     /// The trust anchor file could not be used.
-    #[error("trust anchor {path} is unusable: {reason}; pass a DER or PEM X.509 certificate (e.g. .dev/dev-ca/root.der or the AWS Nitro root G1)")]
+    #[error(
+        "trust anchor {path} is unusable: {reason}; pass a DER or PEM X.509 certificate (e.g. .dev/dev-ca/root.der or the AWS Nitro root G1)"
+    )]
     BadTrustAnchor { path: String, reason: String },
 }
 

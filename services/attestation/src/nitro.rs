@@ -32,13 +32,20 @@ impl NitroNsm {
             return Err(NsmError::NotInEnclave);
         }
         // Same flags as the nsm-api driver's nsm_init(), but keeping the io::Error.
-        let device = OpenOptions::new().read(true).write(true).open(path).map_err(NsmError::Open)?;
+        let device = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(NsmError::Open)?;
         Ok(NitroNsm { device })
     }
 
     fn call(&self, name: &'static str, request: Request) -> Result<Response, NsmError> {
         match nsm_process_request(self.device.as_raw_fd(), request) {
-            Response::Error(code) => Err(NsmError::Request { request: name, reason: format!("NSM error code {code:?}") }),
+            Response::Error(code) => Err(NsmError::Request {
+                request: name,
+                reason: format!("NSM error code {code:?}"),
+            }),
             other => Ok(other),
         }
     }
@@ -53,17 +60,27 @@ impl Nsm for NitroNsm {
     ) -> Result<Vec<u8>, NsmError> {
         check_field_sizes(user_data, nonce, public_key)?;
         let buf = |b: Option<&[u8]>| b.map(|b| ByteBuf::from(b.to_vec()));
-        let request = Request::Attestation { user_data: buf(user_data), nonce: buf(nonce), public_key: buf(public_key) };
+        let request = Request::Attestation {
+            user_data: buf(user_data),
+            nonce: buf(nonce),
+            public_key: buf(public_key),
+        };
         match self.call("Attestation", request)? {
             Response::Attestation { document } => Ok(document),
-            other => Err(NsmError::Request { request: "Attestation", reason: format!("unexpected response {other:?}") }),
+            other => Err(NsmError::Request {
+                request: "Attestation",
+                reason: format!("unexpected response {other:?}"),
+            }),
         }
     }
 
     fn describe_pcr(&self, index: u16) -> Result<Vec<u8>, NsmError> {
         match self.call("DescribePCR", Request::DescribePCR { index })? {
             Response::DescribePCR { data, .. } => Ok(data),
-            other => Err(NsmError::Request { request: "DescribePCR", reason: format!("unexpected response {other:?}") }),
+            other => Err(NsmError::Request {
+                request: "DescribePCR",
+                reason: format!("unexpected response {other:?}"),
+            }),
         }
     }
 

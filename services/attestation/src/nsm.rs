@@ -28,11 +28,19 @@ pub(crate) fn check_field_sizes(
     nonce: Option<&[u8]>,
     public_key: Option<&[u8]>,
 ) -> Result<(), NsmError> {
-    for (field, value) in [("user_data", user_data), ("nonce", nonce), ("public_key", public_key)] {
+    for (field, value) in [
+        ("user_data", user_data),
+        ("nonce", nonce),
+        ("public_key", public_key),
+    ] {
         if let Some(v) = value
             && v.len() > MAX_FIELD_BYTES
         {
-            return Err(NsmError::InputTooLarge { field, len: v.len(), limit: MAX_FIELD_BYTES });
+            return Err(NsmError::InputTooLarge {
+                field,
+                len: v.len(),
+                limit: MAX_FIELD_BYTES,
+            });
         }
     }
     Ok(())

@@ -71,18 +71,26 @@ impl SimulatedMeasurements {
     /// PCR0 from 96 hex characters (the form nitro-cli prints), e.g. from `--sim-pcr0`.
     pub fn from_pcr0_hex(pcr0_hex: &str) -> Result<Self, NsmError> {
         let bytes = hex::decode(pcr0_hex.trim()).map_err(|e| {
-            NsmError::InvalidMeasurement(format!("PCR0 '{pcr0_hex}' is not hex ({e}); give 96 hex characters"))
+            NsmError::InvalidMeasurement(format!(
+                "PCR0 '{pcr0_hex}' is not hex ({e}); give 96 hex characters"
+            ))
         })?;
         let pcr0: [u8; 48] = bytes.as_slice().try_into().map_err(|_| {
-            NsmError::InvalidMeasurement(format!("PCR0 is {} bytes, expected 48 (96 hex characters)", bytes.len()))
+            NsmError::InvalidMeasurement(format!(
+                "PCR0 is {} bytes, expected 48 (96 hex characters)",
+                bytes.len()
+            ))
         })?;
         Ok(Self::from_pcr0(pcr0))
     }
 
     /// PCR0 = SHA-384 of the file at `path` (normally the running agent binary).
     pub fn from_binary(path: &Path) -> Result<Self, NsmError> {
-        let pcr0 = measure_file(path)
-            .map_err(|source| NsmError::Io { what: "measuring the binary for PCR0", path: path.display().to_string(), source })?;
+        let pcr0 = measure_file(path).map_err(|source| NsmError::Io {
+            what: "measuring the binary for PCR0",
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Self::from_pcr0(pcr0))
     }
 
@@ -134,7 +142,12 @@ impl SimulatedNsm {
         let ca = DevCa::load_or_create(dev_dir)?;
         let mut id = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
-        Ok(SimulatedNsm { ca, measurements: m, module_id: format!("i-sim-enc{}", hex::encode(id)), leaf: Mutex::new(None) })
+        Ok(SimulatedNsm {
+            ca,
+            measurements: m,
+            module_id: format!("i-sim-enc{}", hex::encode(id)),
+            leaf: Mutex::new(None),
+        })
     }
 
     /// The module id placed in documents.
@@ -154,8 +167,10 @@ impl SimulatedNsm {
 
     fn issue_leaf(&self, now: SystemTime) -> Result<Leaf, NsmError> {
         let key = SigningKey::random(&mut rand::rngs::OsRng);
-        let subject =
-            certs::name(&format!("CN={}.sim.enclavemesh,OU=simulated NSM,O=Enclave Mesh,C=US", self.module_id))?;
+        let subject = certs::name(&format!(
+            "CN={}.sim.enclavemesh,OU=simulated NSM,O=Enclave Mesh,C=US",
+            self.module_id
+        ))?;
         let cert_der = certs::issue(
             Profile::Leaf {
                 issuer: self.ca.intermediate_name().clone(),
@@ -167,7 +182,21 @@ impl SimulatedNsm {
             certs::validity(now - LEAF_BACKDATE, now + LEAF_LIFETIME)?,
             self.ca.intermediate_key(),
         )?;
-        Ok(Leaf { key, cert_der, issued_at: now })
+        Ok(Leaf {
+            key,
+            cert_der,
+            issued_at: now,
+        })
+    }
+
+    /// The current leaf signing key (tests forge documents with it).
+    #[cfg(test)]
+    pub(crate) fn leaf_key(&self) -> SigningKey {
+        let guard = self.leaf.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .map(|l| l.key.clone())
+            .expect("attestation() was called first")
     }
 
     /// Build and sign a document at time `now` (tests use other times).
@@ -179,9 +208,13 @@ impl SimulatedNsm {
         now: SystemTime,
     ) -> Result<Vec<u8>, NsmError> {
         check_field_sizes(user_data, nonce, public_key)?;
-        let mut guard = self.leaf.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .leaf
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let fresh = guard.as_ref().is_some_and(|l| {
-            now.duration_since(l.issued_at).is_ok_and(|age| age < LEAF_RENEW_AFTER)
+            now.duration_since(l.issued_at)
+                .is_ok_and(|age| age < LEAF_RENEW_AFTER)
         });
         if !fresh {
             *guard = Some(self.issue_leaf(now)?);
@@ -190,16 +223,25 @@ impl SimulatedNsm {
             request: "Attestation",
             reason: "no leaf certificate".to_owned(),
         })?;
-        let timestamp_ms = u64::try_from(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
-        let pcrs: BTreeMap<u16, Vec<u8>> =
-            (0..DOCUMENT_PCRS).map(|i| (i, self.measurements.pcr(i).to_vec())).collect();
+        let timestamp_ms = u64::try_from(
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let pcrs: BTreeMap<u16, Vec<u8>> = (0..DOCUMENT_PCRS)
+            .map(|i| (i, self.measurements.pcr(i).to_vec()))
+            .collect();
         let doc = AttestationDocument {
             module_id: self.module_id.clone(),
             digest: "SHA384".to_owned(),
             timestamp_ms,
             pcrs,
             certificate: leaf.cert_der.clone(),
-            cabundle: vec![self.ca.root_der().to_vec(), self.ca.intermediate_der().to_vec()],
+            cabundle: vec![
+                self.ca.root_der().to_vec(),
+                self.ca.intermediate_der().to_vec(),
+            ],
             public_key: public_key.map(<[u8]>::to_vec),
             user_data: user_data.map(<[u8]>::to_vec),
             nonce: nonce.map(<[u8]>::to_vec),
@@ -222,7 +264,9 @@ impl Nsm for SimulatedNsm {
         if index >= MAX_PCRS {
             return Err(NsmError::Request {
                 request: "DescribePCR",
-                reason: format!("PCR index {index} out of range 0..{MAX_PCRS} (the real NSM answers InvalidIndex)"),
+                reason: format!(
+                    "PCR index {index} out of range 0..{MAX_PCRS} (the real NSM answers InvalidIndex)"
+                ),
             });
         }
         Ok(self.measurements.pcr(index).to_vec())

@@ -89,7 +89,11 @@ impl Verifier {
     }
 
     /// Verify as if the current time were `now` (tests, re-checking archived documents).
-    pub fn verify_at(&self, cose: &[u8], now: SystemTime) -> Result<AttestationDocument, VerifyError> {
+    pub fn verify_at(
+        &self,
+        cose: &[u8],
+        now: SystemTime,
+    ) -> Result<AttestationDocument, VerifyError> {
         let decoded = decode_cose(cose)?;
         let doc = decoded.document;
 
@@ -97,8 +101,10 @@ impl Verifier {
 
         // Signature: raw r||s over the Sig_structure, by the leaf certificate's key.
         let key = certs::p384_key(&leaf).map_err(VerifyError::UntrustedChain)?;
-        let sig = Signature::from_slice(&decoded.signature).map_err(|_| VerifyError::BadSignature)?;
-        key.verify(&decoded.to_be_signed, &sig).map_err(|_| VerifyError::BadSignature)?;
+        let sig =
+            Signature::from_slice(&decoded.signature).map_err(|_| VerifyError::BadSignature)?;
+        key.verify(&decoded.to_be_signed, &sig)
+            .map_err(|_| VerifyError::BadSignature)?;
 
         self.check_time(&doc, now)?;
 
@@ -127,9 +133,16 @@ impl Verifier {
 
     /// Chain: cabundle[0] is the pinned root (byte-equal), each next certificate is signed by
     /// the previous, the leaf by the last; all valid at `now`. Returns the parsed leaf.
-    fn check_chain(&self, doc: &AttestationDocument, now: SystemTime) -> Result<x509_cert::Certificate, VerifyError> {
+    fn check_chain(
+        &self,
+        doc: &AttestationDocument,
+        now: SystemTime,
+    ) -> Result<x509_cert::Certificate, VerifyError> {
         let untrusted = VerifyError::UntrustedChain;
-        let root_der = doc.cabundle.first().ok_or(VerifyError::MissingField("cabundle[0]"))?;
+        let root_der = doc
+            .cabundle
+            .first()
+            .ok_or(VerifyError::MissingField("cabundle[0]"))?;
         if root_der.as_slice() != self.anchor.der() {
             let got = TrustAnchor::Der(root_der.clone()).describe();
             return Err(untrusted(format!(
@@ -141,10 +154,12 @@ impl Verifier {
         }
         let mut chain = Vec::with_capacity(doc.cabundle.len() + 1);
         for (i, der_bytes) in doc.cabundle.iter().enumerate() {
-            let cert = certs::parse(der_bytes).map_err(|e| untrusted(format!("cabundle[{i}]: {e}")))?;
+            let cert =
+                certs::parse(der_bytes).map_err(|e| untrusted(format!("cabundle[{i}]: {e}")))?;
             chain.push((cert, der_bytes.as_slice()));
         }
-        let leaf = certs::parse(&doc.certificate).map_err(|e| untrusted(format!("leaf certificate: {e}")))?;
+        let leaf = certs::parse(&doc.certificate)
+            .map_err(|e| untrusted(format!("leaf certificate: {e}")))?;
         chain.push((leaf, doc.certificate.as_slice()));
 
         for pair in chain.windows(2) {
@@ -153,14 +168,19 @@ impl Verifier {
             certs::verify_issued_by(child, child_der, issuer).map_err(untrusted)?;
         }
         for (cert, _) in &chain {
-            certs::check_validity(cert, now).map_err(|(not_before, not_after)| VerifyError::CertificateNotValidAt {
-                subject: certs::subject(cert),
-                not_before,
-                not_after,
-                at: certs::fmt_time(now),
+            certs::check_validity(cert, now).map_err(|(not_before, not_after)| {
+                VerifyError::CertificateNotValidAt {
+                    subject: certs::subject(cert),
+                    not_before,
+                    not_after,
+                    at: certs::fmt_time(now),
+                }
             })?;
         }
-        chain.pop().map(|(leaf, _)| leaf).ok_or(VerifyError::MissingField("certificate"))
+        chain
+            .pop()
+            .map(|(leaf, _)| leaf)
+            .ok_or(VerifyError::MissingField("certificate"))
     }
 
     fn check_time(&self, doc: &AttestationDocument, now: SystemTime) -> Result<(), VerifyError> {
@@ -170,7 +190,10 @@ impl Verifier {
             let ahead_ms = ts - now_ms;
             let max_skew_ms = millis(self.max_clock_skew);
             if ahead_ms > max_skew_ms {
-                return Err(VerifyError::FromFuture { ahead_ms, max_skew_ms });
+                return Err(VerifyError::FromFuture {
+                    ahead_ms,
+                    max_skew_ms,
+                });
             }
             return Ok(());
         }
