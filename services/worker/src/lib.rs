@@ -5,6 +5,7 @@
 pub mod activities;
 pub mod connect;
 pub mod failure;
+pub mod history;
 pub mod types;
 pub mod worker;
 pub mod workflow;

@@ -1,0 +1,144 @@
+//! Everything the CLI prints, in two renderings: human text or one JSON object per line.
+//!
+//! Only non-secret facts are printed (ids, digests, sizes, key versions) — except the one
+//! value `reveal` was explicitly asked for.
+
+use enclavemesh_worker::types::{StepFailure, StepSummaryJson, WorkflowOutput};
+use serde_json::json;
+use temporalio_common::error::IncomingError;
+
+/// A workflow (or reveal) failure as shown to the user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    /// ApplicationFailure type, e.g. `EnvelopeTampered`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub non_retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<StepFailure>,
+}
+
+impl Failure {
+    pub fn from_incoming(err: &IncomingError) -> Self {
+        match err {
+            IncomingError::Application(app) => Self {
+                kind: app.type_name().unwrap_or("ApplicationFailure").to_string(),
+                message: app.to_string(),
+                non_retryable: app.is_non_retryable(),
+                details: app.details::<StepFailure>().ok().flatten(),
+            },
+            IncomingError::Timeout(t) => Self::typed("Timeout", &t.to_string(), true),
+            IncomingError::Cancelled(c) => Self::typed("Cancelled", &c.to_string(), true),
+            IncomingError::Terminated(t) => Self::typed("Terminated", &t.to_string(), true),
+            other => Self::typed("WorkflowFailed", &other.to_string(), true),
+        }
+    }
+
+    pub fn other(err: &dyn std::fmt::Display) -> Self {
+        Self::typed("WorkflowNotCompleted", &err.to_string(), true)
+    }
+
+    pub fn typed(kind: &str, message: &str, non_retryable: bool) -> Self {
+        Self { kind: kind.to_string(), message: message.to_string(), non_retryable, details: None }
+    }
+}
+
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn line(&self, v: serde_json::Value) {
+        println!("{v}");
+    }
+
+    pub fn started(&self, workflow_id: &str, run_id: &str, task_queue: &str, steps: u32, ui: &str) {
+        if self.json {
+            self.line(json!({"event": "started", "workflow_id": workflow_id, "run_id": run_id,
+                "task_queue": task_queue, "steps": steps, "ui_url": ui}));
+        } else {
+            println!("started SecureStateLoop  workflow_id={workflow_id}  run_id={run_id}  steps={steps}");
+            println!("  ui: {ui}");
+        }
+    }
+
+    pub fn step(&self, s: &StepSummaryJson, total: u64) {
+        if self.json {
+            self.line(json!({"event": "step", "total_steps": total, "summary": s}));
+        } else {
+            println!(
+                "step {}/{}  agent={}  key_version={}  envelope_sha256={}  ciphertext_len={}",
+                s.step,
+                total.saturating_sub(1),
+                s.agent,
+                s.key_version,
+                s.envelope_sha256,
+                s.ciphertext_len
+            );
+        }
+    }
+
+    pub fn completed(&self, o: &WorkflowOutput, run_id: &str, ui: &str) -> anyhow::Result<()> {
+        let sha = o.final_envelope.sha256_hex()?;
+        let agents: Vec<String> = o.steps.iter().map(|s| format!("{}:{}", s.step, s.agent)).collect();
+        if self.json {
+            self.line(json!({"event": "completed", "status": "completed", "workflow_id": o.workflow_id,
+                "run_id": run_id, "steps": o.steps.len().saturating_sub(1), "final_step": o.final_envelope.step,
+                "final_envelope_sha256": sha, "key_version": o.final_envelope.key_version,
+                "key_id": o.final_envelope.key_id, "summaries": o.steps, "ui_url": ui}));
+        } else {
+            println!("completed");
+            println!("  workflow_id:           {}", o.workflow_id);
+            println!("  run_id:                {run_id}");
+            println!("  steps:                 {} (final step {})", o.steps.len().saturating_sub(1), o.final_envelope.step);
+            println!("  final envelope sha256: {sha}");
+            println!("  key:                   {} v{}", o.final_envelope.key_id, o.final_envelope.key_version);
+            println!("  agents:                {}", agents.join(" "));
+            println!("  ui:                    {ui}");
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, workflow_id: &str, run_id: &str, f: &Failure, ui: &str) {
+        if self.json {
+            self.line(json!({"event": "failed", "status": "failed", "workflow_id": workflow_id, "run_id": run_id,
+                "failure": f, "ui_url": ui}));
+        } else {
+            eprintln!("FAILED: {}: {}", f.kind, f.message);
+            if let Some(d) = &f.details {
+                let last = d.last_good_step.map(|s| format!("step {s} (its envelope stays in history)"));
+                eprintln!("  failed step:     {} ({})", d.step, d.activity);
+                eprintln!("  last good:       {}", last.unwrap_or_else(|| "none".into()));
+            }
+            eprintln!("  non-retryable:   {}", f.non_retryable);
+            eprintln!("  workflow_id:     {workflow_id}");
+            if !run_id.is_empty() {
+                eprintln!("  run_id:          {run_id}");
+            }
+            if !ui.is_empty() {
+                eprintln!("  ui:              {ui}");
+            }
+        }
+    }
+
+    pub fn revealed(&self, workflow_id: &str, step: u64, field: &str, value: &str) {
+        if self.json {
+            self.line(json!({"event": "revealed", "workflow_id": workflow_id, "step": step, "field": field, "value": value}));
+        } else {
+            println!("{value}");
+        }
+    }
+
+    pub fn error(&self, msg: &str) {
+        if self.json {
+            self.line(json!({"event": "error", "message": msg}));
+        } else {
+            eprintln!("error: {msg}");
+        }
+    }
+}
