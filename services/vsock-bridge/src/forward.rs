@@ -1,0 +1,65 @@
+//! One client connection: dial the target, then copy both ways until both sides
+//! close, an I/O error, or the idle timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use enclavemesh_transport::{Conn, dial_timeout};
+
+use crate::BridgeConfig;
+use crate::activity::{Activity, Side, Tracked};
+use crate::stats::Counters;
+
+pub(crate) async fn forward(
+    id: u64,
+    client: Conn,
+    cfg: Arc<BridgeConfig>,
+    counters: Arc<Counters>,
+) {
+    let started = Instant::now();
+    let peer = client
+        .peer_addr()
+        .map_or_else(|| "-".to_owned(), ToString::to_string);
+    let target = match dial_timeout(&cfg.target, cfg.connect_timeout).await {
+        Ok(t) => t,
+        Err(e) => {
+            Counters::inc(&counters.target_unavailable);
+            // Dropping `client` closes it: the caller sees EOF at once instead of hanging.
+            tracing::warn!(conn = id, %peer, error = %e, "target unavailable; closing client connection");
+            return;
+        }
+    };
+    tracing::debug!(conn = id, %peer, target = %cfg.target, "connection forwarded");
+
+    let activity = Activity::new();
+    let mut a = Tracked::new(client, &activity, Side::Client);
+    let mut b = Tracked::new(target, &activity, Side::Target);
+    let outcome = tokio::select! {
+        r = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, cfg.buffer_size, cfg.buffer_size) => match r {
+            Ok(_) => "closed".to_owned(),
+            Err(e) => format!("i/o error: {e}"),
+        },
+        () = activity.idle_exceeds(cfg.idle_timeout) => "idle timeout".to_owned(),
+    };
+    drop((a, b));
+
+    let up = activity.from_client.load(Relaxed);
+    let down = activity.from_target.load(Relaxed);
+    counters.bytes_to_target.fetch_add(up, Relaxed);
+    counters.bytes_to_client.fetch_add(down, Relaxed);
+    if outcome == "idle timeout" {
+        Counters::inc(&counters.idle_timeouts);
+    } else {
+        Counters::inc(&counters.finished);
+    }
+    tracing::info!(
+        conn = id,
+        %peer,
+        bytes_to_target = up,
+        bytes_to_client = down,
+        duration_ms = started.elapsed().as_millis() as u64,
+        outcome,
+        "connection closed"
+    );
+}
