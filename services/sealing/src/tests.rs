@@ -375,6 +375,42 @@ fn format_matches_independent_computation() {
     assert_eq!(pt, b"ledger");
 }
 
+/// The reverse direction: an envelope built by hand with the independent
+/// `aes-gcm` crate opens through the API, so either implementation can read the
+/// other's envelopes.
+#[test]
+fn independent_envelope_opens() {
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+
+    let ring = ring_v1();
+    let subkey = ring.get(1).unwrap().derive_subkey("wf-1");
+    let aad = crate::aad::AadFields {
+        format_version: 1,
+        key_id: KEY_ID,
+        key_version: 1,
+        workflow_id: "wf-1",
+        step: 3,
+        agent: "agent-x",
+    }
+    .encode();
+    let nonce = [9u8; 12];
+    let ciphertext = Aes256Gcm::new(&subkey.0.into())
+        .encrypt(&Nonce::from(nonce), Payload { msg: b"from elsewhere", aad: &aad })
+        .unwrap();
+    let env = SealedEnvelope {
+        format_version: 1,
+        key_id: KEY_ID.into(),
+        key_version: 1,
+        workflow_id: "wf-1".into(),
+        step: 3,
+        agent: "agent-x".into(),
+        nonce: nonce.to_vec(),
+        ciphertext,
+    };
+    assert_eq!(open_default(&ring, &env).unwrap().as_slice(), b"from elsewhere");
+}
+
 /// Random byte strings and random structured envelopes: opening never panics
 /// and never succeeds.
 mod never_panics {
