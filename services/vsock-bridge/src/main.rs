@@ -7,7 +7,8 @@ use vsock_bridge::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    enclavemesh_telemetry::init("vsock-bridge");
+    // Held for the whole run: dropping it flushes and stops the exporter.
+    let _telemetry = enclavemesh_telemetry::init("vsock-bridge");
     let bridge = config.bridge_config();
     bridge.validate()?;
     let listener = enclavemesh_transport::bind(&config.listen)
