@@ -3,6 +3,8 @@
 //! Groups:
 //! * `seal`, `open`: the public API end to end (HKDF subkey derivation, nonce from
 //!   the OS, AAD encoding, AEAD, envelope construction, plaintext buffer).
+//! * `open_excl_wipe`: `open` without the time the caller later spends wiping the
+//!   returned plaintext (it is dropped outside the timed loop).
 //! * `raw_encrypt/<impl>`: AES-256-GCM encryption alone with a fixed, pre-expanded
 //!   key and a 13-byte AAD, in place: the same work `openssl speed -evp
 //!   aes-256-gcm` measures, for a like-for-like comparison (see BENCH.md).
@@ -50,6 +52,19 @@ fn api(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &env, |b, env| {
             b.iter(|| open(&ring, black_box(env), &expect, &limits).expect("open"))
+        });
+    }
+    g.finish();
+
+    // Same as `open`, but the returned plaintext is dropped (and so wiped by
+    // `Zeroizing`, byte by byte with volatile writes) outside the timed region:
+    // separates decryption speed from the cost of wiping the plaintext.
+    let mut g = c.benchmark_group("open_excl_wipe");
+    for &n in &SIZES {
+        let env = seal(&ring, &header, &vec![0xA5u8; n]).expect("seal");
+        g.throughput(Throughput::Bytes(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &env, |b, env| {
+            b.iter_with_large_drop(|| open(&ring, black_box(env), &expect, &limits).expect("open"))
         });
     }
     g.finish();
