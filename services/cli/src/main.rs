@@ -113,9 +113,8 @@ struct RevealArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cfg = Config::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        enclavemesh_telemetry::init("enclavemesh-cli");
-    }
+    // Quiet by default: stdout is for results; RUST_LOG turns logs (stderr) on.
+    let _telemetry = std::env::var_os("RUST_LOG").is_some().then(|| enclavemesh_telemetry::init("enclavemesh-cli"));
     let out = Out::new(cfg.json);
     let result = match &cfg.command {
         Command::Trigger(args) => trigger(&cfg, args, &out).await,

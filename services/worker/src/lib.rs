@@ -6,6 +6,8 @@ pub mod activities;
 pub mod connect;
 pub mod failure;
 pub mod history;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod types;
 pub mod worker;
 pub mod workflow;

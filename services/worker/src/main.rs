@@ -38,7 +38,7 @@ struct Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    enclavemesh_telemetry::init("enclavemesh-worker");
+    let _telemetry = enclavemesh_telemetry::init("enclavemesh-worker");
     let cfg = Config::parse();
     let settings = WorkerSettings {
         temporal_address: cfg.temporal_address,

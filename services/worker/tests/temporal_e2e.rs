@@ -10,188 +10,24 @@
 //! Skips (passes with a message) when `.venv/bin/temporal` is missing; set
 //! `ENCLAVEMESH_REQUIRE_TEMPORAL=1` to make that a failure instead.
 
-use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enclavemesh_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
-use enclavemesh_proto::v1::*;
-use enclavemesh_transport::Address;
 use enclavemesh_worker::SecureStateLoop;
 use enclavemesh_worker::history::completed_steps;
-use enclavemesh_worker::types::{WorkflowInput, WorkflowOutput, envelope_sha256_hex};
-use enclavemesh_worker::worker::{WorkerSettings, run_worker};
+use enclavemesh_worker::testkit::{FakeAgent, WorkerThread, serve_fake, settings, start_dev_server, temporal_bin};
+use enclavemesh_worker::types::{WorkflowInput, WorkflowOutput};
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
     Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_common::HasWorkflowDefinition;
 use temporalio_common::error::IncomingError;
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::{Request, Response, Status};
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 const TASK_QUEUE: &str = "enclavemesh-test";
 
 // ---------------------------------------------------------------- fake agent
-
-#[derive(Default)]
-struct FakeAgent {
-    name: &'static str,
-    counter: Mutex<u64>,
-    /// Process calls per (workflow_id, expected_step).
-    calls: Mutex<HashMap<(String, u64), u32>>,
-}
-
-impl FakeAgent {
-    fn new(name: &'static str) -> Arc<Self> {
-        Arc::new(Self { name, ..Default::default() })
-    }
-
-    fn calls(&self, wf: &str, expected_step: u64) -> u32 {
-        self.calls.lock().unwrap().get(&(wf.to_string(), expected_step)).copied().unwrap_or(0)
-    }
-
-    fn seal(&self, workflow_id: &str, step: u64) -> (SealedEnvelope, StepSummary) {
-        let n = {
-            let mut c = self.counter.lock().unwrap();
-            *c += 1;
-            *c
-        };
-        let env = SealedEnvelope {
-            format_version: 1,
-            key_id: "fake-key".into(),
-            key_version: 1,
-            workflow_id: workflow_id.into(),
-            step,
-            agent: self.name.into(),
-            nonce: n.to_be_bytes()[..].repeat(2)[..12].to_vec(),
-            ciphertext: format!("sealed:{}:{step}:{n}", self.name).into_bytes(),
-        };
-        let summary = StepSummary {
-            workflow_id: workflow_id.into(),
-            step,
-            agent: self.name.into(),
-            key_version: 1,
-            envelope_sha256: hex::decode(envelope_sha256_hex(&env)).unwrap(),
-            ciphertext_len: env.ciphertext.len() as u32,
-        };
-        (env, summary)
-    }
-}
-
-/// tonic service wrapper (the trait is foreign, so it needs a local type).
-struct Svc(Arc<FakeAgent>);
-
-#[tonic::async_trait]
-impl AgentService for Svc {
-    async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
-        let r = req.into_inner();
-        let (state, summary) = self.0.seal(&r.workflow_id, 0);
-        Ok(Response::new(InitResponse { state: Some(state), summary: Some(summary) }))
-    }
-
-    async fn process(&self, req: Request<ProcessRequest>) -> Result<Response<ProcessResponse>, Status> {
-        let r = req.into_inner();
-        let attempt = {
-            let mut calls = self.0.calls.lock().unwrap();
-            let c = calls.entry((r.workflow_id.clone(), r.expected_step)).or_default();
-            *c += 1;
-            *c
-        };
-        let state = r.state.ok_or_else(|| Status::invalid_argument("missing state"))?;
-        if r.workflow_id.contains("-flaky-") && attempt <= 2 {
-            return Err(Status::unavailable(format!("fake agent restarting (attempt {attempt})")));
-        }
-        if r.workflow_id.contains("-tamper3-") && r.expected_step == 2 {
-            return Err(Status::data_loss("envelope authentication failed (fake tamper)"));
-        }
-        if !state.ciphertext.starts_with(b"sealed:") {
-            return Err(Status::data_loss("envelope authentication failed"));
-        }
-        if state.workflow_id != r.workflow_id || state.step != r.expected_step {
-            return Err(Status::permission_denied("EnvelopeReplayed: workflow/step mismatch"));
-        }
-        let (state, summary) = self.0.seal(&r.workflow_id, r.expected_step + 1);
-        Ok(Response::new(ProcessResponse { state: Some(state), summary: Some(summary) }))
-    }
-
-    async fn attest(&self, _: Request<AttestRequest>) -> Result<Response<AttestResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn reveal(&self, req: Request<RevealRequest>) -> Result<Response<RevealResponse>, Status> {
-        let r = req.into_inner();
-        let state = r.state.ok_or_else(|| Status::invalid_argument("missing state"))?;
-        Ok(Response::new(RevealResponse { field: r.field, value: state.step.to_string() }))
-    }
-
-    async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
-        Ok(Response::new(DescribeResponse { agent: self.0.name.into(), mode: "fake".into(), ..Default::default() }))
-    }
-}
-
-fn serve_fake(agent: Arc<FakeAgent>, path: PathBuf) -> Address {
-    let listener = UnixListener::bind(&path).unwrap();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(AgentServiceServer::new(Svc(agent)))
-            .serve_with_incoming(UnixListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    format!("unix://{}", path.display()).parse().unwrap()
-}
-
-// ---------------------------------------------------------------- temporal server
-
-struct DevServer {
-    child: tokio::process::Child,
-    address: String,
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn temporal_bin() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/temporal");
-    p.exists().then_some(p)
-}
-
-async fn start_dev_server(bin: PathBuf, dir: &std::path::Path) -> DevServer {
-    let port = free_port();
-    let child = tokio::process::Command::new(bin)
-        .args(["server", "start-dev", "--ip", "127.0.0.1", "--headless", "--log-level", "error"])
-        .args(["--port", &port.to_string()])
-        .args(["--http-port", &free_port().to_string(), "--metrics-port", &free_port().to_string()])
-        .arg("--db-filename")
-        .arg(dir.join("temporal.db"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn temporal");
-    let server = DevServer { child, address: format!("http://127.0.0.1:{port}") };
-    let started = Instant::now();
-    loop {
-        if enclavemesh_worker::connect::connect(&server.address, "default", "probe").await.is_ok() {
-            eprintln!("temporal dev server ready on {} after {:?}", server.address, started.elapsed());
-            return server;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "temporal dev server did not come up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 // ---------------------------------------------------------------- scenarios
 
@@ -266,8 +102,23 @@ async fn scenario_flaky(client: Client, id: String, agent_b: Arc<FakeAgent>) -> 
     check_success(&out, &id, 1);
     // Two UNAVAILABLE answers, then success on the third attempt.
     assert_eq!(agent_b.calls(&id, 0), 3);
-    // Backoff 200 ms then 400 ms.
+    // Backoff 200 ms then 400 ms (the server fires retry timers with ~1 s granularity).
     assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+    // The retry policy recorded in history is the one the workflow asked for.
+    let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.unwrap();
+    let policy = events
+        .iter()
+        .find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => a.retry_policy.clone(),
+            _ => None,
+        })
+        .expect("scheduled activity with a retry policy");
+    let initial = policy.initial_interval.unwrap();
+    assert_eq!((initial.seconds, initial.nanos), (0, 200_000_000));
+    assert_eq!(policy.backoff_coefficient, 2.0);
+    assert_eq!(policy.maximum_interval.unwrap().seconds, 5);
+    assert_eq!(policy.maximum_attempts, 0);
+    assert!(policy.non_retryable_error_types.contains(&"EnvelopeTampered".to_string()));
     t.elapsed()
 }
 
@@ -279,7 +130,7 @@ async fn secure_state_loop_against_real_temporal() {
         eprintln!("{msg}");
         return;
     };
-    enclavemesh_telemetry::init("worker-e2e");
+    let _telemetry = enclavemesh_telemetry::init("worker-e2e");
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
     let server = start_dev_server(bin, dir.path()).await;
@@ -289,23 +140,7 @@ async fn secure_state_loop_against_real_temporal() {
     let addr_a = serve_fake(agent_a.clone(), dir.path().join("a.sock"));
     let addr_b = serve_fake(agent_b.clone(), dir.path().join("b.sock"));
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let settings = WorkerSettings {
-        temporal_address: server.address.clone(),
-        namespace: "default".into(),
-        task_queue: TASK_QUEUE.into(),
-        agent_a: addr_a,
-        agent_b: addr_b,
-        rpc_timeout: Duration::from_secs(10),
-        connect_retry_for: Duration::from_secs(30),
-    };
-    // The SDK's worker future is not Send: give it its own runtime thread, as a binary would.
-    let worker = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(run_worker(settings, async {
-            let _ = stop_rx.await;
-        }))
-    });
+    let worker = WorkerThread::spawn(settings(&server, TASK_QUEUE, addr_a, addr_b));
 
     let client = enclavemesh_worker::connect::connect(&server.address, "default", "test").await.unwrap();
     let run = format!("{}", std::process::id());
@@ -317,9 +152,7 @@ async fn secure_state_loop_against_real_temporal() {
     );
     eprintln!("steps=1: {d1:?}, steps=5: {d5:?}, tamper at 3: {dt:?}, unavailable x2 then ok: {df:?}");
 
-    let _ = stop_tx.send(());
-    let stopped = tokio::task::spawn_blocking(move || worker.join());
-    tokio::time::timeout(Duration::from_secs(30), stopped).await.expect("worker stops").unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), worker.stop()).await.expect("worker stops").unwrap();
     eprintln!("total incl. server start: {:?}", t0.elapsed());
     drop(server);
 }
