@@ -102,6 +102,11 @@ impl DevMesh {
 
     /// Command line for an agent in simulated mode serving on a unix socket.
     pub fn agent_command(&self, name: &str, kind: &str, pcr0: Option<&str>) -> (Command, PathBuf) {
+        self.agent_command_via(name, kind, pcr0, &self.sidecar_addr)
+    }
+
+    /// Like [`Self::agent_command`] with another sidecar address (e.g. a recorder).
+    pub fn agent_command_via(&self, name: &str, kind: &str, pcr0: Option<&str>, sidecar: &str) -> (Command, PathBuf) {
         let sock = self.dir.path().join(format!("{name}.sock"));
         let mut cmd = Command::new(bin_path("enclave-agent"));
         cmd.arg("--listen")
@@ -111,7 +116,7 @@ impl DevMesh {
             .arg("--kind")
             .arg(kind)
             .arg("--sidecar")
-            .arg(&self.sidecar_addr)
+            .arg(sidecar)
             .arg("--tsk-file")
             .arg(&self.tsk_file)
             .arg("--nsm")

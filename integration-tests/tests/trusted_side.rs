@@ -199,8 +199,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     )
     .await;
 
-    let (mut cmd, sock) = mesh.agent_command("agent-a", "ledger-init", Some(&pcr0));
-    cmd.arg("--sidecar").arg(agent_rec_addr.to_string());
+    let (cmd, sock) = mesh.agent_command_via("agent-a", "ledger-init", Some(&pcr0), &agent_rec_addr.to_string());
     let mut a_proc = Proc::spawn("agent-a", cmd, mesh.logs_dir());
     integration_tests::proc::wait_for("agent-a", Duration::from_secs(60), || {
         a_proc.assert_running();
@@ -222,7 +221,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     // Positive control: the TSK we look for is the one that sealed the state, and the
     // marker is inside it — so the scans below are not vacuous.
     let mut ring = enclavemesh_sealing::KeyRing::new(env.key_id.clone());
-    ring.insert(env.key_version, enclavemesh_sealing::Tsk::from_slice(&mesh.tsk.plaintext).unwrap());
+    ring.insert(env.key_version, enclavemesh_sealing::Tsk::from_slice(&mesh.tsk.plaintext).unwrap()).unwrap();
     let expect = enclavemesh_sealing::Expectation { workflow_id: "wf-leak".into(), step: 0 };
     let plain = enclavemesh_sealing::open(&ring, &env, &expect, &enclavemesh_sealing::Limits::default()).unwrap();
     assert!(contains_secret(&plain, marker.as_bytes()));
