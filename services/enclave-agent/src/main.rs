@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            enclavemesh_telemetry::init("enclave-agent");
+            let _telemetry = enclavemesh_telemetry::init("enclave-agent");
             let result = enclave_agent::run(cli.serve, enclavemesh_transport::shutdown_signal()).await;
             if let Err(e) = &result {
                 tracing::error!("{e:#}");
