@@ -131,7 +131,7 @@ pub async fn traced_health_calls(receiver: &OtlpReceiver) {
     guard.shutdown().await;
 }
 
-fn one<'a>(spans: &'a [ReceivedSpan], pred: impl Fn(&ReceivedSpan) -> bool) -> &'a ReceivedSpan {
+fn one(spans: &[ReceivedSpan], pred: impl Fn(&ReceivedSpan) -> bool) -> &ReceivedSpan {
     let found: Vec<_> = spans.iter().filter(|s| pred(s)).collect();
     assert_eq!(found.len(), 1, "expected exactly one matching span among {:?}", spans.iter().map(|s| s.name()).collect::<Vec<_>>());
     found[0]
