@@ -27,7 +27,13 @@ pub(crate) struct CallOutcome {
 }
 
 impl CallOutcome {
-    pub(crate) fn new(side: Side, span: tracing::Span, service: String, method: String, start: Instant) -> Self {
+    pub(crate) fn new(
+        side: Side,
+        span: tracing::Span,
+        service: String,
+        method: String,
+        start: Instant,
+    ) -> Self {
         Self {
             side,
             span,
@@ -82,7 +88,12 @@ fn is_error(side: Side, code: Code) -> bool {
         Side::Client => code != Code::Ok,
         Side::Server => matches!(
             code,
-            Code::Unknown | Code::DeadlineExceeded | Code::Unimplemented | Code::Internal | Code::Unavailable | Code::DataLoss
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
         ),
     }
 }
@@ -115,7 +126,10 @@ impl<B: Body> Body for TracedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let res = this.inner.poll_frame(cx);
         match &res {

@@ -135,18 +135,21 @@ impl ExportTarget {
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return Ok(Self::Url(e.to_owned()));
         }
-        if lower.starts_with("unix:") || lower.starts_with("vsock://") || lower.starts_with("tcp://") {
-            return e
-                .parse::<Address>()
-                .map(Self::Transport)
-                .map_err(|source| TelemetryError::InvalidEndpoint {
+        if lower.starts_with("unix:")
+            || lower.starts_with("vsock://")
+            || lower.starts_with("tcp://")
+        {
+            return e.parse::<Address>().map(Self::Transport).map_err(|source| {
+                TelemetryError::InvalidEndpoint {
                     endpoint: e.to_owned(),
                     reason: source.to_string(),
-                });
+                }
+            });
         }
         Err(TelemetryError::InvalidEndpoint {
             endpoint: e.to_owned(),
-            reason: "expected http://, https://, unix:///path, vsock://CID:PORT or tcp://host:port".into(),
+            reason: "expected http://, https://, unix:///path, vsock://CID:PORT or tcp://host:port"
+                .into(),
         })
     }
 }

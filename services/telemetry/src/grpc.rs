@@ -186,7 +186,11 @@ where
         );
         let cx = span.context();
         // If this span is filtered out of export, still pass on the caller's context.
-        let cx = if cx.span().span_context().is_valid() { cx } else { current_context() };
+        let cx = if cx.span().span_context().is_valid() {
+            cx
+        } else {
+            current_context()
+        };
         inject_context_into(&cx, req.headers_mut());
         let outcome = CallOutcome::new(Side::Client, span.clone(), service, method, Instant::now());
         let fut = {

@@ -34,14 +34,17 @@ pub mod testing;
 
 pub use body::TracedBody;
 pub use config::{
-    DEFAULT_OTEL_FILTER, ENV_ENDPOINT, ENV_LOG_FORMAT, ENV_OTEL_FILTER, ENV_RESOURCE_ATTRIBUTES, ENV_SDK_DISABLED,
-    ENV_SERVICE_NAME, ExportTarget, TelemetryConfig, parse_resource_attributes,
+    DEFAULT_OTEL_FILTER, ENV_ENDPOINT, ENV_LOG_FORMAT, ENV_OTEL_FILTER, ENV_RESOURCE_ATTRIBUTES,
+    ENV_SDK_DISABLED, ENV_SERVICE_NAME, ExportTarget, TelemetryConfig, parse_resource_attributes,
 };
 pub use error::TelemetryError;
 pub use grpc::{GrpcClientTrace, GrpcClientTraceLayer, GrpcServerTrace, GrpcServerTraceLayer};
 pub use kms::kms_span;
 pub use pipeline::{TelemetryGuard, build};
-pub use propagation::{current_context, extract_from, inject_context_into, inject_interceptor, inject_into, inject_with};
+pub use propagation::{
+    current_context, extract_from, inject_context_into, inject_interceptor, inject_into,
+    inject_with,
+};
 
 /// Sets up logging and (if `OTEL_EXPORTER_OTLP_ENDPOINT` is set) OTLP export for
 /// `service` from the standard environment; see [`TelemetryConfig::from_env`].

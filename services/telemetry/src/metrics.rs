@@ -82,12 +82,18 @@ fn rpc_attrs(service: &str, method: &str, code: i32) -> [KeyValue; 4] {
 /// Records one served gRPC call (`code` = `tonic::Code as i32`). The server layer
 /// calls this for you; use it only for calls that bypass the layer.
 pub fn rpc(service: &str, method: &str, code: i32, duration: Duration) {
-    with(|i| i.rpc_server.record(ms(duration), &rpc_attrs(service, method, code)));
+    with(|i| {
+        i.rpc_server
+            .record(ms(duration), &rpc_attrs(service, method, code))
+    });
 }
 
 /// Records one outgoing gRPC call (the client layer calls this for you).
 pub fn rpc_client(service: &str, method: &str, code: i32, duration: Duration) {
-    with(|i| i.rpc_client.record(ms(duration), &rpc_attrs(service, method, code)));
+    with(|i| {
+        i.rpc_client
+            .record(ms(duration), &rpc_attrs(service, method, code))
+    });
 }
 
 /// Counts one KMS operation: `op` e.g. `Decrypt`, `outcome` e.g. `ok`,
@@ -96,7 +102,10 @@ pub fn kms_call(op: &str, outcome: &str) {
     with(|i| {
         i.kms_calls.add(
             1,
-            &[KeyValue::new("kms.operation", op.to_owned()), KeyValue::new("outcome", outcome.to_owned())],
+            &[
+                KeyValue::new("kms.operation", op.to_owned()),
+                KeyValue::new("outcome", outcome.to_owned()),
+            ],
         )
     });
 }
@@ -104,7 +113,10 @@ pub fn kms_call(op: &str, outcome: &str) {
 /// Counts one envelope that could not be opened, by kind (e.g. `authentication`,
 /// `replay`, `truncated`, `unknown_key_version`).
 pub fn open_failure(kind: &str) {
-    with(|i| i.open_failures.add(1, &[KeyValue::new("kind", kind.to_owned())]));
+    with(|i| {
+        i.open_failures
+            .add(1, &[KeyValue::new("kind", kind.to_owned())])
+    });
 }
 
 fn ms(d: Duration) -> f64 {

@@ -87,6 +87,11 @@ impl Drop for TelemetryGuard {
         let Some(p) = self.providers.take() else {
             return;
         };
+        if !self.exporting {
+            // No processors: shutdown cannot block.
+            p.shutdown();
+            return;
+        }
         // The SDK's shutdown blocks until the export task (on tokio) answers. Blocking
         // a worker thread directly can deadlock (the task may sit in this worker's
         // LIFO slot), so hand the worker back to the runtime first.
@@ -117,7 +122,13 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     if tracing::dispatcher::has_been_set() {
         return Err(TelemetryError::AlreadyInitialised);
     }
-    let target = config.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(ExportTarget::parse).transpose()?;
+    let target = config
+        .endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(ExportTarget::parse)
+        .transpose()?;
 
     let log_filter = match &config.log_filter {
         Some(f) => parse_filter(f)?,
@@ -144,19 +155,27 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             return Err(TelemetryError::NoRuntime);
         }
         let (span_exporter, metric_exporter) = exporters(&target)?;
-        tracer_builder = tracer_builder
-            .with_span_processor(BatchSpanProcessor::builder(span_exporter, runtime::Tokio).build());
+        tracer_builder = tracer_builder.with_span_processor(
+            BatchSpanProcessor::builder(span_exporter, runtime::Tokio).build(),
+        );
         let reader = PeriodicReader::builder(metric_exporter, runtime::Tokio)
             .with_interval(METRIC_INTERVAL)
             .build();
-        meter = Some(SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build());
+        meter = Some(
+            SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_reader(reader)
+                .build(),
+        );
     }
     let tracer_provider = tracer_builder.build();
     let tracer = tracer_provider.tracer("enclavemesh");
 
     // Colours only on the real stderr, never into a captured writer.
     let ansi = config.log_writer.is_none();
-    let writer = config.log_writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
+    let writer = config
+        .log_writer
+        .unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
     let fmt_layer = if config.json_logs {
         fmt::layer().json().with_writer(writer).boxed()
     } else {
@@ -202,20 +221,42 @@ fn parse_filter(f: &str) -> Result<EnvFilter, TelemetryError> {
 
 /// Span and metric exporters for `target`; transport targets share one channel.
 fn exporters(target: &ExportTarget) -> Result<(SpanExporter, MetricExporter), TelemetryError> {
-    let span_err = |source| TelemetryError::Exporter { signal: "trace", source };
-    let metric_err = |source| TelemetryError::Exporter { signal: "metrics", source };
+    let span_err = |source| TelemetryError::Exporter {
+        signal: "trace",
+        source,
+    };
+    let metric_err = |source| TelemetryError::Exporter {
+        signal: "metrics",
+        source,
+    };
     match target {
         ExportTarget::Url(url) => Ok((
-            SpanExporter::builder().with_tonic().with_endpoint(url.clone()).build().map_err(span_err)?,
-            MetricExporter::builder().with_tonic().with_endpoint(url.clone()).build().map_err(metric_err)?,
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .build()
+                .map_err(span_err)?,
+            MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .build()
+                .map_err(metric_err)?,
         )),
         ExportTarget::Transport(addr) => {
             // Lazy: nothing is dialled until the first batch, and a relay that is not
             // up yet only costs that batch.
             let channel = enclavemesh_transport::channel(addr)?;
             Ok((
-                SpanExporter::builder().with_tonic().with_channel(channel.clone()).build().map_err(span_err)?,
-                MetricExporter::builder().with_tonic().with_channel(channel).build().map_err(metric_err)?,
+                SpanExporter::builder()
+                    .with_tonic()
+                    .with_channel(channel.clone())
+                    .build()
+                    .map_err(span_err)?,
+                MetricExporter::builder()
+                    .with_tonic()
+                    .with_channel(channel)
+                    .build()
+                    .map_err(metric_err)?,
             ))
         }
     }

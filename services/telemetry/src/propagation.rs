@@ -15,7 +15,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// ancestor that was entered (the layer activates its context on enter).
 pub fn current_context() -> Context {
     let cx = tracing::Span::current().context();
-    if cx.span().span_context().is_valid() { cx } else { Context::current() }
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        Context::current()
+    }
 }
 
 /// Writes the current span's context into `headers`.
@@ -49,7 +53,9 @@ pub fn extract_from(headers: &HeaderMap) -> Context {
 /// metadata: `FooClient::with_interceptor(channel, enclavemesh_telemetry::inject_interceptor)`.
 /// Prefer [`crate::GrpcClientTraceLayer`], which also records a client span.
 #[allow(clippy::result_large_err)] // the signature tonic's Interceptor requires
-pub fn inject_interceptor(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn inject_interceptor(
+    mut req: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
     let cx = current_context();
     let mut pairs = std::collections::HashMap::<String, String>::new();
     global::get_text_map_propagator(|p| p.inject_context(&cx, &mut pairs));
@@ -68,7 +74,10 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(val)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(val)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, val);
         }
     }
@@ -89,7 +98,9 @@ impl Extractor for HeaderExtractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
     use opentelemetry_sdk::propagation::TraceContextPropagator;
 
     #[test]
@@ -115,7 +126,10 @@ mod tests {
         assert!(back.span().span_context().is_remote());
 
         let mut garbage = HeaderMap::new();
-        garbage.insert("traceparent", HeaderValue::from_static("zz-not-a-traceparent"));
+        garbage.insert(
+            "traceparent",
+            HeaderValue::from_static("zz-not-a-traceparent"),
+        );
         assert!(!extract_from(&garbage).span().span_context().is_valid());
     }
 }

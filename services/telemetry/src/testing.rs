@@ -12,9 +12,15 @@ use enclavemesh_transport::{Address, TransportError};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -40,7 +46,9 @@ impl TraceService for Sink {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         lock(&self.0.traces).push(request.into_inner());
         self.0.changed.notify_waiters();
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -52,7 +60,9 @@ impl MetricsService for Sink {
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         lock(&self.0.metrics).push(request.into_inner());
         self.0.changed.notify_waiters();
-        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -70,7 +80,9 @@ pub struct OtlpReceiver {
 
 impl std::fmt::Debug for OtlpReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtlpReceiver").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("OtlpReceiver")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +141,11 @@ impl OtlpReceiver {
         let mut out = Vec::new();
         for req in lock(&self.store.traces).iter() {
             for rs in &req.resource_spans {
-                let resource = rs.resource.as_ref().map(|r| r.attributes.clone()).unwrap_or_default();
+                let resource = rs
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default();
                 for ss in &rs.scope_spans {
                     for span in &ss.spans {
                         out.push(ReceivedSpan {
@@ -159,7 +175,11 @@ impl OtlpReceiver {
 
     /// Waits until `done(spans)` holds or `timeout` passes; returns the spans either
     /// way, so the caller's assertions print what did arrive.
-    pub async fn wait_for_spans(&self, timeout: Duration, done: impl Fn(&[ReceivedSpan]) -> bool) -> Vec<ReceivedSpan> {
+    pub async fn wait_for_spans(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.store.changed.notified();
@@ -238,7 +258,11 @@ impl ReceivedSpan {
 
     /// Every attribute key (to assert that nothing unexpected is recorded).
     pub fn attr_keys(&self) -> Vec<String> {
-        self.span.attributes.iter().map(|kv| kv.key.clone()).collect()
+        self.span
+            .attributes
+            .iter()
+            .map(|kv| kv.key.clone())
+            .collect()
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use enclavemesh_telemetry::testing::OtlpReceiver;
-use enclavemesh_telemetry::{GrpcClientTraceLayer, GrpcServerTraceLayer, TelemetryConfig, build, inject_into, metrics};
+use enclavemesh_telemetry::{
+    GrpcClientTraceLayer, GrpcServerTraceLayer, TelemetryConfig, build, inject_into, metrics,
+};
 use enclavemesh_transport::Address;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -28,8 +30,14 @@ impl Write for Captured {
 
 #[test]
 fn no_endpoint_exports_nothing_and_logs_no_error() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let receiver = rt.block_on(OtlpReceiver::start(&"tcp://127.0.0.1:0".parse().unwrap())).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let receiver = rt
+        .block_on(OtlpReceiver::start(&"tcp://127.0.0.1:0".parse().unwrap()))
+        .unwrap();
     // A receiver is reachable through the standard env var: `build` must not fall
     // back to it (nor must the SDK) when the config says "no endpoint".
     // SAFETY: set before any other thread of this test reads the environment.
@@ -50,7 +58,9 @@ fn no_endpoint_exports_nothing_and_logs_no_error() {
         drop(again);
 
         let dir = tempfile::tempdir().unwrap();
-        let addr: Address = format!("unix://{}/health.sock", dir.path().display()).parse().unwrap();
+        let addr: Address = format!("unix://{}/health.sock", dir.path().display())
+            .parse()
+            .unwrap();
         let listener = enclavemesh_transport::bind(&addr).await.unwrap();
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -63,18 +73,26 @@ fn no_endpoint_exports_nothing_and_logs_no_error() {
                 }),
         );
         let channel = enclavemesh_transport::channel(&addr).unwrap();
-        let mut client =
-            HealthClient::new(tower::ServiceBuilder::new().layer(GrpcClientTraceLayer::new()).service(channel));
+        let mut client = HealthClient::new(
+            tower::ServiceBuilder::new()
+                .layer(GrpcClientTraceLayer::new())
+                .service(channel),
+        );
         let root = tracing::info_span!("quiet.root");
         client
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .instrument(root.clone())
             .await
             .expect("health check");
         // Context still propagates with no exporter.
         let mut headers = http::HeaderMap::new();
         root.in_scope(|| inject_into(&mut headers));
-        assert!(headers.contains_key("traceparent"), "traceparent injected without an exporter");
+        assert!(
+            headers.contains_key("traceparent"),
+            "traceparent injected without an exporter"
+        );
         metrics::kms_call("Decrypt", "ok");
         drop(root);
 
@@ -90,7 +108,10 @@ fn no_endpoint_exports_nothing_and_logs_no_error() {
     drop(rt);
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("telemetry initialised"), "logs were captured: {text}");
+    assert!(
+        text.contains("telemetry initialised"),
+        "logs were captured: {text}"
+    );
     // No warnings/errors, and no sign of an exporter (the SDK logs its exporter and
     // processor activity with names like "BatchSpanProcessor.ExportError").
     for bad in ["ERROR", "WARN", "Export", "Processor", "TonicChannel"] {
