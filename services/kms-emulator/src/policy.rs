@@ -36,6 +36,8 @@ pub enum Effect {
     Deny,
 }
 
+/// IAM string condition operators (names as in policy JSON).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operator {
     StringEquals,

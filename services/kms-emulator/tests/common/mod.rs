@@ -15,7 +15,9 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let anchor = DevCa::load_or_create(&dir.path().join("dev")).unwrap().trust_anchor();
+        let anchor = DevCa::load_or_create(&dir.path().join("dev"))
+            .unwrap()
+            .trust_anchor();
         Env { dir, anchor }
     }
     pub fn dev_dir(&self) -> PathBuf {
@@ -34,7 +36,9 @@ impl Env {
         c
     }
     pub async fn start(&self) -> RunningEmulator {
-        kms_emulator::spawn("127.0.0.1:0".parse().unwrap(), self.config()).await.unwrap()
+        kms_emulator::spawn("127.0.0.1:0".parse().unwrap(), self.config())
+            .await
+            .unwrap()
     }
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
         read_events(&self.audit_log())
@@ -54,7 +58,11 @@ pub async fn client(endpoint: &str) -> aws_sdk_kms::Client {
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            "AKIDTESTKEY", "testsecret", None, None, "tests",
+            "AKIDTESTKEY",
+            "testsecret",
+            None,
+            None,
+            "tests",
         ))
         .load()
         .await;
@@ -63,5 +71,8 @@ pub async fn client(endpoint: &str) -> aws_sdk_kms::Client {
 
 /// (error code, message) of an SDK error.
 pub fn code<E: ProvideErrorMetadata>(e: E) -> (String, String) {
-    (e.code().unwrap_or("?").to_string(), e.message().unwrap_or("").to_string())
+    (
+        e.code().unwrap_or("?").to_string(),
+        e.message().unwrap_or("").to_string(),
+    )
 }
