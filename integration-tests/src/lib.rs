@@ -9,6 +9,7 @@ pub mod kms;
 pub mod mesh;
 pub mod proc;
 pub mod recorder;
+pub mod temporal;
 
 pub use mesh::{DevMesh, MeshOptions};
 pub use proc::{Proc, bin_path, free_port, repo_root, venv_bin, wait_for, wait_for_path};

@@ -1,0 +1,176 @@
+//! SecureStateLoop through a real Temporal dev server, real worker, real agents.
+
+use base64::Engine;
+use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
+use enclavemesh_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use enclavemesh_proto::v1::*;
+use integration_tests::mesh::{contains_secret, random_pcr0};
+use integration_tests::temporal::{Temporal, expected_balance, history_haystack};
+use integration_tests::{DevMesh, MeshOptions, Proc, kms, wait_for};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+struct Loop {
+    mesh: DevMesh,
+    temporal: Temporal,
+    _a: Proc,
+    b: Proc,
+    sock_b: PathBuf,
+    pcr0: String,
+    _worker: Proc,
+}
+
+fn unix(p: &Path) -> String {
+    format!("unix://{}", p.display())
+}
+
+async fn start_loop(worker_b: Option<String>) -> Loop {
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+    let (b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+    let temporal = Temporal::start(mesh.logs_dir());
+    let b_addr = worker_b.unwrap_or_else(|| unix(&sock_b));
+    let worker = temporal.start_worker(mesh.logs_dir(), "it", &unix(&sock_a), &b_addr);
+    Loop { mesh, temporal, _a: a, b, sock_b, pcr0, _worker: worker }
+}
+
+fn reveal(l: &Loop, wf: &str, field: &str, last_good: bool) -> String {
+    let sock = unix(&l.sock_b);
+    let mut args = vec!["reveal", "--agent", &sock, "--workflow-id", wf, "--field", field];
+    if last_good {
+        args.push("--last-good");
+    }
+    let (ok, lines, all) = l.temporal.cli("it", &args);
+    assert!(ok, "reveal failed: {all}");
+    lines.iter().find(|v| v["event"] == "revealed").map(|v| v["value"].as_str().unwrap_or("").to_string()).unwrap_or_else(|| panic!("no reveal in {all}"))
+}
+
+fn trigger(l: &Loop, wf: &str, steps: u32, extra: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
+    let steps = steps.to_string();
+    let mut args = vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", "100000", "--rate-bps", "500"];
+    args.extend_from_slice(extra);
+    l.temporal.cli("it", &args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext() {
+    let l = start_loop(None).await;
+    let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
+    let kmsc = kms::client(&l.mesh.kms_endpoint).await;
+    let note = kms::encrypt(&kmsc, &l.mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
+    let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
+
+    for (wf, steps) in [("wf-one", 1u32), ("wf-five", 5)] {
+        let (ok, lines, all) = trigger(&l, wf, steps, &["--kms-encrypted-note-b64", &note_b64]);
+        assert!(ok, "trigger failed: {all}");
+        let done = lines.iter().find(|v| v["event"] == "completed").unwrap_or_else(|| panic!("{all}"));
+        assert_eq!(done["final_step"], u64::from(steps));
+        let step_lines = lines.iter().filter(|v| v["event"] == "step").count();
+        assert_eq!(step_lines, steps as usize + 1, "one progress line per step: {all}");
+        let agents: Vec<_> = done["summaries"].as_array().unwrap().iter().map(|s| s["agent"].as_str().unwrap().to_string()).collect();
+        assert_eq!(agents[0], "agent-a");
+        assert!(agents[1..].iter().all(|a| a == "agent-b"));
+
+        // The result opens (through the explicit Reveal call) to the expected state.
+        assert_eq!(reveal(&l, wf, "balance", false), expected_balance(100_000, 500, steps).to_string());
+        assert_eq!(reveal(&l, wf, "step", false), steps.to_string());
+        assert_eq!(reveal(&l, wf, "secret_note", false), marker, "positive control: the marker is in the state");
+
+        // ...while Temporal's history, the CLI output and the logs never saw it.
+        let history = history_haystack(&l.temporal.history_json(wf));
+        let text = String::from_utf8_lossy(&history);
+        assert!(text.contains("ciphertext_b64"), "history holds the sealed envelopes");
+        assert!(contains_secret(&history, &note), "positive control: decoded history shows the (encrypted) workflow input");
+        for (what, bytes) in [("history", history.as_slice()), ("trigger output", all.as_bytes())] {
+            assert!(!contains_secret(bytes, marker.as_bytes()), "marker found in {what}");
+            assert!(!contains_secret(bytes, &l.mesh.tsk.plaintext), "TSK found in {what}");
+        }
+    }
+    let logs = l.mesh.all_logs();
+    assert!(!contains_secret(logs.as_bytes(), marker.as_bytes()), "marker found in process logs");
+    assert!(!contains_secret(logs.as_bytes(), &l.mesh.tsk.plaintext), "TSK found in process logs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_agent_b_killed_mid_loop_is_retried_and_no_step_is_lost_or_doubled() {
+    let mut l = start_loop(None).await;
+    let wf = "wf-kill";
+    let (ok, _, all) = trigger(&l, wf, 6, &["--no-wait"]);
+    assert!(ok, "{all}");
+    // Wait until B has done at least one step, then crash it.
+    wait_for("first B step", Duration::from_secs(60), || l.temporal.history_json(wf).matches("ProcessState").count() >= 2);
+    l.b.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = std::fs::remove_file(&l.sock_b);
+    let (b2, _) = l.mesh.start_agent("agent-b", "interest", Some(&l.pcr0));
+    l.b = b2;
+    assert_eq!(reveal(&l, wf, "balance", false), expected_balance(100_000, 500, 6).to_string());
+    assert_eq!(reveal(&l, wf, "step", false), "6");
+    let history = reveal(&l, wf, "history", false);
+    let steps: Vec<_> = history.split(',').map(|r| r.split(':').next().unwrap().to_string()).collect();
+    assert_eq!(steps, ["1", "2", "3", "4", "5", "6"], "each step exactly once: {history}");
+}
+
+/// A compromised parent: forwards to the real Agent B but flips a ciphertext bit in the
+/// envelope of the Process request for `tamper_step`.
+struct TamperingProxy {
+    inner: AgentServiceClient<Channel>,
+    tamper_step: u64,
+}
+
+#[tonic::async_trait]
+impl AgentService for TamperingProxy {
+    async fn init(&self, r: tonic::Request<InitRequest>) -> Result<tonic::Response<InitResponse>, tonic::Status> {
+        self.inner.clone().init(r.into_inner()).await
+    }
+    async fn process(&self, r: tonic::Request<ProcessRequest>) -> Result<tonic::Response<ProcessResponse>, tonic::Status> {
+        let mut req = r.into_inner();
+        if req.expected_step == self.tamper_step
+            && let Some(s) = req.state.as_mut()
+            && let Some(b) = s.ciphertext.get_mut(0)
+        {
+            *b ^= 0x01;
+        }
+        self.inner.clone().process(req).await
+    }
+    async fn attest(&self, r: tonic::Request<AttestRequest>) -> Result<tonic::Response<AttestResponse>, tonic::Status> {
+        self.inner.clone().attest(r.into_inner()).await
+    }
+    async fn reveal(&self, r: tonic::Request<RevealRequest>) -> Result<tonic::Response<RevealResponse>, tonic::Status> {
+        self.inner.clone().reveal(r.into_inner()).await
+    }
+    async fn describe(&self, r: tonic::Request<DescribeRequest>) -> Result<tonic::Response<DescribeResponse>, tonic::Status> {
+        self.inner.clone().describe(r.into_inner()).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_envelope_fails_the_workflow_typed_and_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy_sock = dir.path().join("tamper.sock");
+    let proxy_addr = unix(&proxy_sock);
+    let l = start_loop(Some(proxy_addr.clone())).await;
+    let inner = AgentServiceClient::new(enclavemesh_transport::channel(&unix(&l.sock_b).parse().unwrap()).unwrap());
+    let listener = enclavemesh_transport::bind(&proxy_addr.parse().unwrap()).await.unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentServiceServer::new(TamperingProxy { inner, tamper_step: 3 }))
+            .serve_with_incoming(listener.into_incoming()),
+    );
+
+    let wf = "wf-tamper";
+    let (ok, lines, all) = trigger(&l, wf, 5, &[]);
+    assert!(!ok, "workflow must fail: {all}");
+    let failed = lines.iter().find(|v| v["event"] == "failed").unwrap_or_else(|| panic!("{all}"));
+    let failure = failed["failure"].to_string();
+    assert!(failure.contains("EnvelopeTampered"), "typed failure: {failure}");
+    assert!(failure.to_lowercase().contains("tamper"), "readable: {failure}");
+    let steps_done = lines.iter().filter(|v| v["event"] == "step").count();
+    assert_eq!(steps_done, 4, "steps 0..=3 completed before the failure: {all}");
+
+    // Nothing lost: the last good envelope (step 3) is in history and still opens.
+    assert_eq!(reveal(&l, wf, "step", true), "3");
+    assert_eq!(reveal(&l, wf, "balance", true), expected_balance(100_000, 500, 3).to_string());
+}
