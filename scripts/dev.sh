@@ -141,11 +141,13 @@ cmd_up() {
     wait_until "kms-emulator on :$KMS_EMULATOR_PORT" 30 kms-emulator tcp_up "$KMS_EMULATOR_PORT"
 
     local tsk="$DEV_DIR/encrypted-tsk.b64"
-    if [[ ! -s "$tsk" ]]; then
-        "$EM_ROOT/scripts/setup-kms.sh" --target dev --out "$tsk"
-    else
-        em_info "reusing TSK $tsk (scripts/setup-kms.sh --rotate adds a version)"
+    if [[ -s "$tsk" && ! -s "$DEV_DIR/kms/state.json" ]]; then
+        em_warn "$tsk belongs to a KMS state that no longer exists; moving it to $tsk.stale and creating a new TSK"
+        mv -f "$tsk" "$tsk.stale"
+        rm -f "$tsk.key-id"
     fi
+    # Idempotent: reuses the key and TSK file when they exist (--rotate adds a version).
+    "$EM_ROOT/scripts/setup-kms.sh" --target dev --out "$tsk" >/dev/null
     "$EM_ROOT/enclave-image/build.sh" --dev --agent-bin "$BIN/enclave-agent" >/dev/null
     "$EM_ROOT/scripts/setup-kms-policy.sh" --target dev --from-build
 
