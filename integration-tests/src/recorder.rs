@@ -33,32 +33,27 @@ pub async fn start(listen: &Address, target: Address) -> (Address, Recording) {
             let r = r.clone();
             tokio::spawn(async move {
                 let Ok(server) = dial(&target).await else { return };
-                let (mut cr, mut cw) = tokio::io::split(client);
-                let (mut sr, mut sw) = tokio::io::split(server);
-                let r1 = r.clone();
-                let up = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        r1.push(&buf[..n]);
-                    }
-                    let _ = sw.shutdown().await;
-                };
-                let down = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = sr.read(&mut buf).await {
-                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        r.push(&buf[..n]);
-                    }
-                    let _ = cw.shutdown().await;
-                };
-                tokio::join!(up, down);
+                let (cr, cw) = tokio::io::split(client);
+                let (sr, sw) = tokio::io::split(server);
+                tokio::join!(pump(cr, sw, r.clone()), pump(sr, cw, r));
             });
         }
     });
     (local, rec)
+}
+
+/// Copies `from` to `to` until EOF, recording every byte.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    rec: Recording,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        rec.push(&buf[..n]);
+    }
+    let _ = to.shutdown().await;
 }
