@@ -73,6 +73,15 @@ pub struct Config {
     #[arg(long, env = "AGENT_TSK_FILE")]
     pub tsk_file: Option<PathBuf>,
 
+    /// TSK versions to retire, comma-separated (e.g. `1,2`). A retired version is
+    /// not even requested from KMS, so envelopes still sealed under it are refused
+    /// with FAILED_PRECONDITION (unknown_key_version). Retire a version only after
+    /// every workflow in flight has re-sealed its state under a newer one (each
+    /// Init/Process seals with the newest version held). At least one version in
+    /// --tsk-file must stay active.
+    #[arg(long, env = "AGENT_RETIRED_KEY_VERSIONS", value_delimiter = ',', value_name = "N[,N...]")]
+    pub retired_key_versions: Vec<u32>,
+
     /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
     #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
     pub key_id: String,

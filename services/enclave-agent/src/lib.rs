@@ -22,7 +22,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
         .tsk_file
         .clone()
         .context("--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh")?;
-    let versions = tsk_file::read(&tsk_path)?;
+    let versions = tsk_file::without_retired(tsk_file::read(&tsk_path)?, &cfg.retired_key_versions)?;
     let identity = Arc::new(enclave::EnclaveIdentity::create(&cfg)?);
     tracing::info!(agent = %cfg.name, nsm = identity.nsm.kind(), pcr0 = %identity.pcr0_hex, "enclave identity ready");
 

@@ -15,6 +15,25 @@ pub enum TskFileError {
     Syntax { path: String, line: usize, reason: String },
     #[error("TSK file {path} holds no key versions; run scripts/setup-kms.sh")]
     Empty { path: String },
+    #[error("--retired-key-versions {retired:?} retires every version in the TSK file ({held:?}); keep at least the newest active (run scripts/setup-kms.sh --rotate first to add one)")]
+    AllRetired { retired: Vec<u32>, held: Vec<u32> },
+}
+
+/// Drops the retired versions (operator's `--retired-key-versions`) before key
+/// release, so a retired TSK is never even asked of KMS and cannot enter the ring.
+/// A retired version the file does not list is ignored with a warning (already gone).
+pub fn without_retired(versions: Vec<EncryptedTsk>, retired: &[u32]) -> Result<Vec<EncryptedTsk>, TskFileError> {
+    for r in retired {
+        if !versions.iter().any(|t| t.version == *r) {
+            tracing::warn!(version = r, "--retired-key-versions names a version the TSK file does not list; ignored");
+        }
+    }
+    let held: Vec<u32> = versions.iter().map(|t| t.version).collect();
+    let active: Vec<EncryptedTsk> = versions.into_iter().filter(|t| !retired.contains(&t.version)).collect();
+    if active.is_empty() {
+        return Err(TskFileError::AllRetired { retired: retired.to_vec(), held });
+    }
+    Ok(active)
 }
 
 /// One encrypted TSK version.
@@ -78,6 +97,18 @@ mod tests {
     fn versioned_lines_sorted() {
         let v = parse("v2:BAU=\nAQID\n", "f").unwrap();
         assert_eq!(v.iter().map(|t| t.version).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn retired_versions_are_dropped_but_one_must_stay() {
+        let v = parse("v1:AQID\nv2:BAU=\nv3:Bgc=\n", "f").unwrap();
+        let active = without_retired(v.clone(), &[1, 9]).unwrap();
+        assert_eq!(active.iter().map(|t| t.version).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(without_retired(v.clone(), &[]).unwrap(), v);
+        assert!(matches!(
+            without_retired(v, &[1, 2, 3]),
+            Err(TskFileError::AllRetired { held, .. }) if held == vec![1, 2, 3]
+        ));
     }
 
     #[test]
