@@ -144,6 +144,9 @@ impl AgentService for TamperingProxy {
     async fn describe(&self, r: tonic::Request<DescribeRequest>) -> Result<tonic::Response<DescribeResponse>, tonic::Status> {
         self.inner.clone().describe(r.into_inner()).await
     }
+    async fn audit_log(&self, r: tonic::Request<AuditLogRequest>) -> Result<tonic::Response<AuditLogResponse>, tonic::Status> {
+        self.inner.clone().audit_log(r.into_inner()).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -82,6 +82,13 @@ pub struct Config {
     #[arg(long, env = "AGENT_RETIRED_KEY_VERSIONS", value_delimiter = ',', value_name = "N[,N...]")]
     pub retired_key_versions: Vec<u32>,
 
+    /// Also append every audit record (JSON lines) to this local file. Dev convenience:
+    /// in production the enclave has no disk, and the parent fetches the trail with the
+    /// AuditLog RPC (`enclavemesh audit fetch --agent ADDR > FILE`). Either way,
+    /// `enclavemesh audit verify FILE` detects removed, edited or reordered records.
+    #[arg(long, env = "AGENT_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
     /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
     #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
     pub key_id: String,

@@ -1,5 +1,6 @@
 //! Enclave Mesh agent: bootstrap (attest, key release) then serve AgentService.
 
+pub mod audited;
 pub mod bootstrap;
 pub mod config;
 pub mod enclave;
@@ -38,6 +39,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
     )
     .await?;
     tracing::info!(versions = ?ring.versions(), "key ring ready");
+    let audit = Arc::new(audited::boot_trail(&cfg, &identity, &ring)?);
 
     let agent = service::Agent {
         name: cfg.name.clone(),
@@ -48,6 +50,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
         limits: enclavemesh_sealing::Limits { max_ciphertext_bytes: cfg.max_state_bytes },
         sidecar,
         sidecar_addr: cfg.sidecar.to_string(),
+        audit,
     };
 
     let listener = enclavemesh_transport::bind(&cfg.listen).await?;
@@ -76,7 +79,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let agent_service = AgentServiceServer::new(agent)
+    let agent_service = AgentServiceServer::new(audited::Audited(agent))
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
 

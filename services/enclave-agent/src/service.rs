@@ -32,6 +32,8 @@ pub struct Agent {
     pub limits: Limits,
     pub sidecar: KmsForwarderClient<Channel>,
     pub sidecar_addr: String,
+    /// Tamper-evident record of every call, written by [`crate::audited::Audited`].
+    pub audit: Arc<enclavemesh_audit::AuditTrail>,
 }
 
 fn check_workflow_id(id: &str) -> Result<(), Status> {
@@ -186,6 +188,10 @@ impl AgentService for Agent {
         };
         tracing::info!("field revealed on explicit request");
         Ok(Response::new(RevealResponse { field: req.field, value }))
+    }
+
+    async fn audit_log(&self, request: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {
+        Ok(Response::new(crate::audited::audit_log_page(&self.audit, request.get_ref())))
     }
 
     async fn describe(&self, _request: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {

@@ -119,6 +119,10 @@ impl AgentService for Svc {
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
         Ok(Response::new(DescribeResponse { agent: self.0.name.into(), mode: "fake".into(), ..Default::default() }))
     }
+
+    async fn audit_log(&self, _: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {
+        Err(Status::unimplemented("the fake agent keeps no audit trail"))
+    }
 }
 
 /// Serves `agent` on a unix socket at `path` (tokio task); returns its address.
