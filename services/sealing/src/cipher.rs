@@ -15,9 +15,10 @@
 use std::mem::MaybeUninit;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::key::SubKey;
+use crate::plaintext::{Plaintext, wipe_vec};
 
 /// GCM nonce length (96 bits, the only size GCM handles without extra hashing).
 pub const NONCE_LEN: usize = 12;
@@ -75,7 +76,7 @@ pub(crate) fn encrypt(
         }
         Err(_) => {
             // The buffer may still hold plaintext: wipe before dropping.
-            buf.zeroize();
+            wipe_vec(&mut buf);
             Err(())
         }
     }
@@ -90,21 +91,22 @@ pub(crate) fn decrypt(
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     sealed: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, ()> {
+) -> Result<Plaintext, ()> {
     // Defensive even though `open` checks the length first: never panic on input.
     let pt_len = sealed.len().checked_sub(TAG_LEN).ok_or(())?;
     let key = ExpandedKey::new(key)?;
     // Exact capacity: a later reallocation would leave an unwiped plaintext copy.
     // The tag stays in the spare capacity after truncation; it is not secret, and
-    // `Zeroizing<Vec>` wipes the whole capacity anyway.
-    let mut buf = Zeroizing::new(Vec::with_capacity(sealed.len()));
+    // `Plaintext` wipes the whole capacity anyway.
+    let mut out = Plaintext::with_capacity(sealed.len());
+    let buf = out.vec_mut();
     buf.extend_from_slice(sealed);
     let opened = key
         .get()
-        .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf)
+        .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
         .map_err(|_| ())?
         .len();
     debug_assert_eq!(opened, pt_len);
     buf.truncate(pt_len);
-    Ok(buf)
+    Ok(out)
 }

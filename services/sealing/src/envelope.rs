@@ -3,13 +3,13 @@
 use enclavemesh_proto::v1::SealedEnvelope;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use zeroize::Zeroizing;
 
 use crate::aad::AadFields;
 use crate::cipher::{self, NONCE_LEN, TAG_LEN};
 use crate::error::{OpenError, SealError};
 use crate::header::{Expectation, Limits, SealHeader};
 use crate::keyring::KeyRing;
+use crate::plaintext::Plaintext;
 
 /// Envelope format written by this build: AES-256-GCM under an HKDF-SHA256
 /// per-workflow subkey, 96-bit random nonce, AAD per [`crate::aad`].
@@ -66,7 +66,7 @@ pub fn open(
     env: &SealedEnvelope,
     expect: &Expectation,
     limits: &Limits,
-) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+) -> Result<Plaintext, OpenError> {
     if env.ciphertext.len() > limits.max_ciphertext_bytes {
         return Err(OpenError::TooLarge { len: env.ciphertext.len(), limit: limits.max_ciphertext_bytes });
     }

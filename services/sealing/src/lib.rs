@@ -18,6 +18,7 @@ mod error;
 mod header;
 mod key;
 mod keyring;
+mod plaintext;
 
 pub use cipher::{NONCE_LEN, TAG_LEN};
 pub use digest::envelope_sha256;
@@ -27,6 +28,7 @@ pub use error::{OpenError, SealError};
 pub use header::{Expectation, Limits, SealHeader};
 pub use key::{KEY_LEN, KeyError, Tsk};
 pub use keyring::{KeyRing, KeyRingError};
+pub use plaintext::Plaintext;
 pub use zeroize::Zeroizing;
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ fn expect() -> Expectation {
     Expectation { workflow_id: "wf-1".into(), step: 3 }
 }
 
-fn open_default(ring: &KeyRing, env: &SealedEnvelope) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+fn open_default(ring: &KeyRing, env: &SealedEnvelope) -> Result<Plaintext, OpenError> {
     open(ring, env, &expect(), &Limits::default())
 }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's `RESULT key value` lines into the PASS/MISS table.
+
+Usage: bench_report.py RESULTS_FILE [BENCHMARKS_MD]
+Prints the table; with a second argument also rewrites that markdown file (machine,
+load, table, method).
+"""
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+r = {}
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) == 3 and p[0] == "RESULT":
+        r[p[1]] = p[2]
+
+
+def num(k):
+    try:
+        return float(r[k])
+    except (KeyError, ValueError):
+        return None
+
+
+rows = []  # (area, figure, value, reference, ref value, ratio, target, verdict)
+
+
+def row(area, fig, val, unit, ref_name, ref, target=None, higher_is_better=True, limit=None):
+    """ratio = val/ref. target: ratio bound (>= if higher_is_better else <=). limit: absolute bound on val."""
+    v, rv = num(val), (num(ref) if isinstance(ref, str) else ref)
+    ratio = v / rv if v is not None and rv else None
+    verdict, tgt = "info", ""
+    if target is not None and ratio is not None:
+        ok = ratio >= target if higher_is_better else ratio <= target
+        verdict, tgt = ("PASS" if ok else "MISS"), ("≥ " if higher_is_better else "≤ ") + f"{target:g}x"
+    if limit is not None and v is not None:
+        ok = v <= limit[0]
+        verdict, tgt = ("PASS" if ok else "MISS"), f"≤ {limit[1]}"
+    fmt = lambda x: "n/a" if x is None else (f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}")
+    rows.append((area, fig, f"{fmt(v)} {unit}", ref_name, "" if rv is None else f"{fmt(rv)} {unit}",
+                 "" if ratio is None else f"{ratio:.2f}x", tgt, verdict))
+
+
+for n, lbl in [(256, "256 B"), (1024, "1 KiB"), (16384, "16 KiB"), (1048576, "1 MiB")]:
+    t = 0.8 if n == 16384 else None
+    row("1 seal/open", f"seal {lbl}", f"seal_{n}_mibs", "MiB/s", "openssl enc", f"openssl_enc_{n}_mibs", t)
+    row("1 seal/open", f"open {lbl}", f"open_{n}_mibs", "MiB/s", "openssl dec", f"openssl_dec_{n}_mibs", t)
+for tr in ["unix", "tcp"]:
+    row("2 hop", f"Process 1 KiB {tr} p50", f"hop_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us", 3.0, False)
+    row("2 hop", f"Process 1 KiB {tr} p99", f"hop_{tr}_p99_us", "µs", "raw ping-pong p99", f"raw_{tr}_p99_us", limit=(1000, "1 ms"))
+row("3 Temporal loop", "SecureStateLoop p50", "loop_secure_p50_ms", "ms", "plaintext loop p50", "loop_plain_p50_ms", 1.15, False)
+row("3 Temporal loop", "SecureStateLoop p99", "loop_secure_p99_ms", "ms", "plaintext loop p99", "loop_plain_p99_ms")
+row("3 Temporal loop", f"throughput @{r.get('loop_concurrency', '?')} in flight", "loop_secure_wps", "wf/s",
+    "plaintext loop", "loop_plain_wps")
+for tr in ["tcp", "unix"]:
+    row("4 bridge", f"bridge tcp->{tr} throughput", f"bridge_{tr}_mibs", "MiB/s", f"socat tcp->{tr}", f"socat_{tr}_mibs", 1.0)
+    d = num(f"direct_{tr}_p50_us")
+    for who in ["bridge", "socat"]:
+        v = num(f"{who}_{tr}_p50_us")
+        r[f"{who}_{tr}_added_us"] = "" if v is None or d is None else str(v - d)
+    row("4 bridge", f"bridge tcp->{tr} added p50", f"bridge_{tr}_added_us", "µs", f"socat tcp->{tr}", f"socat_{tr}_added_us", 1.0, False)
+for k, fig in [("agent_rss_idle_kib", "agent RSS idle"), ("agent_rss_hop_kib", "agent RSS, hop load"),
+               ("agent_rss_loop_kib", "agent RSS, loop load"), ("agent_rss_hwm_kib", "agent RSS peak (VmHWM, incl. bootstrap)")]:
+    if num(k) is not None:
+        r[k + "_mib"] = str(num(k) / 1024)
+    row("5 footprint", fig, k + "_mib", "MiB", "enclave budget", 32.0, limit=(32, "32 MiB"))
+for k, fig in [("agent_bin_stripped_bytes", "agent binary, release, stripped (image payload)"),
+               ("agent_bin_release_bytes", "agent binary, release, unstripped")]:
+    if num(k) is not None:
+        r[k + "_mib"] = str(num(k) / 1048576)
+    row("5 footprint", fig, k + "_mib", "MiB", "", None)
+
+head = ("area", "figure", "value", "reference", "ref value", "ratio", "target", "result")
+w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+line = lambda x: "  ".join(str(c).ljust(w[i]) if i < 2 or i == 3 else str(c).rjust(w[i]) for i, c in enumerate(x))
+print(line(head))
+print("  ".join("-" * n for n in w))
+for x in rows:
+    print(line(x))
+misses = [x for x in rows if x[-1] == "MISS"]
+print(f"\n{sum(1 for x in rows if x[-1] == 'PASS')} PASS, {len(misses)} MISS")
+
+if len(sys.argv) > 2:
+    sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1") or platform.processor()
+    machine = [
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- nproc: {os.cpu_count()}; CPU: {cpu}",
+        f"- kernel: {platform.release()}",
+        f"- load average (1/5/15 min) at start: {r.get('load_start', '?')}, at end: {r.get('load_end', '?')}"
+        " (the cores are shared with other developers' builds)",
+        f"- {sh('rustc --version')}; {sh('openssl version')}; {sh('socat -V 2>/dev/null | grep -m1 version') or 'socat: not installed'}",
+        f"- hop payload: state ciphertext {r.get('hop_state_bytes', '?')} B, request {r.get('hop_req_bytes', '?')} B, "
+        f"response {r.get('hop_resp_bytes', '?')} B; loop: {r.get('loop_runs', '?')} sequential runs per kind, "
+        f"steps={r.get('loop_steps', '?')} (InitState + ProcessState x steps); agent binary {r.get('agent_bin_linking', '?').replace('_', ' ')}",
+    ]
+    md = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] + ["---"] + ["---:"] * 3 + ["---"]) + "|"]
+    md += ["| " + " | ".join(x) + " |" for x in rows]
+    with open(sys.argv[2], "w") as f:
+        f.write("# Benchmarks\n\nLast results of `scripts/bench.sh` (release builds; every reference measured in the same run on\n"
+                "the same machine). Regenerate with `scripts/bench.sh`; method in the script and in\n"
+                "`services/bench/src/*.rs`.\n\n## Machine\n\n" + "\n".join(machine) + "\n\n## Results\n\n" + "\n".join(md) + "\n\n"
+                + f"{sum(1 for x in rows if x[-1] == 'PASS')} PASS, {len(misses)} MISS.\n")

@@ -1,0 +1,174 @@
+//! One enclave hop: a unary `Process` call carrying ~1 KiB of sealed state to a real
+//! (release, simulated-NSM) agent over unix and TCP, against a raw socket ping-pong of
+//! the same request/response byte counts to a separate process.
+//!
+//! Also records the agent's resident memory idle (after bootstrap) and under this load.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
+use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope};
+use enclavemesh_transport::Address;
+use integration_tests::mesh::random_pcr0;
+use integration_tests::{DevMesh, MeshOptions, Proc, free_port, wait_for};
+use prost::Message as _;
+use tonic::transport::Channel;
+
+use crate::rss::{RssSampler, status_kib};
+use crate::stats::Samples;
+use crate::{echo, result};
+
+#[derive(Debug, clap::Args)]
+pub struct HopArgs {
+    /// Timed round trips per transport.
+    #[arg(long, default_value_t = 3000)]
+    iters: usize,
+    /// Untimed round trips first (connection set-up, allocator warm-up).
+    #[arg(long, default_value_t = 300)]
+    warmup: usize,
+    /// Grow the sealed state (one history record per Process) until its ciphertext is this big.
+    #[arg(long, default_value_t = 1024)]
+    state_bytes: usize,
+}
+
+type Client = AgentServiceClient<Channel>;
+
+fn client(addr: &Address) -> anyhow::Result<Client> {
+    Ok(AgentServiceClient::new(enclavemesh_transport::channel(addr)?))
+}
+
+fn request(msg: ProcessRequest) -> tonic::Request<ProcessRequest> {
+    // Like the worker's activities: a deadline on every call.
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(Duration::from_secs(10));
+    r
+}
+
+/// Init on A, then Process on B until the ciphertext reaches `bytes`.
+async fn grow_state(a: &mut Client, b: &mut Client, wf: &str, bytes: usize) -> anyhow::Result<SealedEnvelope> {
+    let init = a
+        .init(InitRequest { workflow_id: wf.into(), initial_balance: 100_000, rate_bps: 250, kms_encrypted_note: vec![] })
+        .await?
+        .into_inner();
+    let mut env = init.state.context("init returned no state")?;
+    while env.ciphertext.len() < bytes {
+        let r = b
+            .process(request(ProcessRequest { workflow_id: wf.into(), expected_step: env.step, state: Some(env.clone()) }))
+            .await?
+            .into_inner();
+        env = r.state.context("process returned no state")?;
+    }
+    Ok(env)
+}
+
+async fn time_hops(c: &mut Client, req: &ProcessRequest, warmup: usize, iters: usize) -> anyhow::Result<Vec<Duration>> {
+    for _ in 0..warmup {
+        c.process(request(req.clone())).await?;
+    }
+    let mut v = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let msg = req.clone();
+        let t = Instant::now();
+        c.process(request(msg)).await?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
+}
+
+/// The harness's agent command line with `--listen` replaced.
+fn with_listen(cmd: Command, listen: &str) -> Command {
+    let mut args: Vec<OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    if let Some(i) = args.iter().position(|a| a == "--listen") {
+        args[i + 1] = listen.into();
+    }
+    let mut out = Command::new(cmd.get_program());
+    out.args(args);
+    out
+}
+
+fn spawn_echo(dir: &std::path::Path, name: &str, addr: &Address, req: usize, resp: usize) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("echo").arg("--listen").arg(addr.to_string()).arg("--req").arg(req.to_string()).arg("--resp").arg(resp.to_string());
+    Ok(Proc::spawn(name, cmd, dir))
+}
+
+fn report(prefix: &str, s: &Samples) {
+    eprintln!("  {prefix}: n={} p50={:.1}us p99={:.1}us", s.len(), s.pct(50.0), s.pct(99.0));
+    result(&format!("{prefix}_p50_us"), format!("{:.1}", s.pct(50.0)));
+    result(&format!("{prefix}_p99_us"), format!("{:.1}", s.pct(99.0)));
+}
+
+pub fn run(args: HopArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let pcr0 = random_pcr0();
+    let mesh = rt.block_on(DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }));
+    let dir = mesh.logs_dir().to_path_buf();
+    eprintln!("hop: mesh in {}", dir.display());
+    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+    let (agent_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+    let tcp_port = free_port();
+    let (cmd, _) = mesh.agent_command("agent-b-tcp", "interest", Some(&pcr0));
+    let mut agent_tcp = Proc::spawn("agent-b-tcp", with_listen(cmd, &format!("tcp://127.0.0.1:{tcp_port}")), &dir);
+    wait_for("agent-b-tcp port", Duration::from_secs(60), || {
+        agent_tcp.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
+    });
+
+    let addr_a = Address::Unix(sock_a);
+    let addr_b = Address::Unix(sock_b);
+    let addr_tcp = Address::Tcp(format!("127.0.0.1:{tcp_port}"));
+
+    // Idle footprint: bootstrapped, serving, no calls yet.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = status_kib(agent_b.pid(), "VmRSS").unwrap_or(0);
+    result("agent_rss_idle_kib", idle);
+
+    let wf = format!("bench-hop-{}", std::process::id());
+    let (req, resp_len) = rt.block_on(async {
+        let mut a = client(&addr_a)?;
+        let mut b = client(&addr_b)?;
+        let env = grow_state(&mut a, &mut b, &wf, args.state_bytes).await?;
+        let req = ProcessRequest { workflow_id: wf.clone(), expected_step: env.step, state: Some(env) };
+        let resp = b.process(request(req.clone())).await?.into_inner();
+        anyhow::Ok((req, resp.encoded_len()))
+    })?;
+    let req_len = req.encoded_len();
+    let state_len = req.state.as_ref().map(|e| e.ciphertext.len()).unwrap_or(0);
+    eprintln!("hop: state ciphertext {state_len} B, request {req_len} B, response {resp_len} B");
+    result("hop_state_bytes", state_len);
+    result("hop_req_bytes", req_len);
+    result("hop_resp_bytes", resp_len);
+
+    // unix: raw, then gRPC
+    let raw_unix = Address::Unix(dir.join("echo.sock"));
+    let _echo_u = spawn_echo(&dir, "echo-unix", &raw_unix, req_len, resp_len)?;
+    integration_tests::wait_for_path(&dir.join("echo.sock"), Duration::from_secs(10));
+    let raw = echo::client(&raw_unix, req_len, resp_len, args.warmup + args.iters)?;
+    report("raw_unix", &Samples::new(raw[args.warmup..].to_vec()));
+
+    let sampler = RssSampler::start(agent_b.pid());
+    let v = rt.block_on(async { time_hops(&mut client(&addr_b)?, &req, args.warmup, args.iters).await })?;
+    let peak_unix = sampler.finish();
+    report("hop_unix", &Samples::new(v));
+
+    // tcp: raw, then gRPC
+    let echo_port = free_port();
+    let raw_tcp = Address::Tcp(format!("127.0.0.1:{echo_port}"));
+    let _echo_t = spawn_echo(&dir, "echo-tcp", &raw_tcp, req_len, resp_len)?;
+    wait_for("echo tcp port", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", echo_port)).is_ok());
+    let raw = echo::client(&raw_tcp, req_len, resp_len, args.warmup + args.iters)?;
+    report("raw_tcp", &Samples::new(raw[args.warmup..].to_vec()));
+
+    let sampler = RssSampler::start(agent_tcp.pid());
+    let v = rt.block_on(async { time_hops(&mut client(&addr_tcp)?, &req, args.warmup, args.iters).await })?;
+    let peak_tcp = sampler.finish();
+    report("hop_tcp", &Samples::new(v));
+
+    result("agent_rss_hop_kib", peak_unix.max(peak_tcp));
+    result("agent_rss_hwm_kib", status_kib(agent_b.pid(), "VmHWM").unwrap_or(0));
+    eprintln!("hop: agent-b RSS idle {idle} KiB, under hop load {peak_unix} KiB (tcp agent {peak_tcp} KiB)");
+    Ok(())
+}
