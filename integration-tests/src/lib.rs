@@ -6,6 +6,7 @@
 //! test leaves nothing behind, and [`Proc::logs`] lets tests scan what was printed.
 
 pub mod kms;
+pub mod loopkit;
 pub mod mesh;
 pub mod proc;
 pub mod recorder;

@@ -48,19 +48,7 @@ impl DevMesh {
         std::fs::create_dir_all(dev.join("kms")).expect("dev dir");
         let port = free_port();
         let kms_endpoint = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(bin_path("kms-emulator"));
-        cmd.env("ENCLAVEMESH_DEV_DIR", &dev)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--state-file")
-            .arg(dev.join("kms/state.json"))
-            .arg("--audit-log")
-            .arg(dev.join("kms/audit.jsonl"));
-        let mut emulator = Proc::spawn("kms-emulator", cmd, dir.path());
-        wait_for("kms-emulator port", Duration::from_secs(20), || {
-            emulator.assert_running();
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let emulator = spawn_emulator(dir.path(), port);
         let client = kms::client(&kms_endpoint).await;
         let tsk = kms::create_tsk(&client).await.expect("create TSK");
         kms::put_policy(&client, &tsk.key_id, &opts.policy_pcr0s).await.expect("put policy");
@@ -79,6 +67,22 @@ impl DevMesh {
         };
         mesh.start_sidecar();
         mesh
+    }
+
+    /// Port of the emulator (from `kms_endpoint`).
+    pub fn kms_port(&self) -> u16 {
+        self.kms_endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("kms_endpoint has a port")
+    }
+
+    /// Stops the emulator (SIGKILL, like a crash); [`Self::start_emulator`] brings it back.
+    pub fn stop_emulator(&mut self) {
+        self.emulator.kill();
+    }
+
+    /// (Re)starts the emulator on the same port with the same state file and audit log,
+    /// so keys and policies survive, and waits until it listens.
+    pub fn start_emulator(&mut self) {
+        self.emulator = spawn_emulator(self.dir.path(), self.kms_port());
     }
 
     pub fn start_sidecar(&mut self) {
@@ -107,6 +111,18 @@ impl DevMesh {
 
     /// Like [`Self::agent_command`] with another sidecar address (e.g. a recorder).
     pub fn agent_command_via(&self, name: &str, kind: &str, pcr0: Option<&str>, sidecar: &str) -> (Command, PathBuf) {
+        self.agent_command_with(name, kind, pcr0, sidecar, 20)
+    }
+
+    /// Like [`Self::agent_command_via`] with another `--bootstrap-timeout-secs`.
+    pub fn agent_command_with(
+        &self,
+        name: &str,
+        kind: &str,
+        pcr0: Option<&str>,
+        sidecar: &str,
+        bootstrap_timeout_secs: u64,
+    ) -> (Command, PathBuf) {
         let sock = self.dir.path().join(format!("{name}.sock"));
         let mut cmd = Command::new(bin_path("enclave-agent"));
         cmd.arg("--listen")
@@ -124,7 +140,7 @@ impl DevMesh {
             .arg("--dev-dir")
             .arg(self.dev_dir())
             .arg("--bootstrap-timeout-secs")
-            .arg("20");
+            .arg(bootstrap_timeout_secs.to_string());
         if let Some(p) = pcr0 {
             cmd.arg("--sim-pcr0").arg(p);
         }
@@ -145,6 +161,11 @@ impl DevMesh {
     /// Starts a vsock-bridge from a free TCP port to `target`; returns it and the port.
     pub fn start_bridge(&self, target: &str) -> (Proc, u16) {
         let port = free_port();
+        (self.start_bridge_on(target, port), port)
+    }
+
+    /// Starts a vsock-bridge on a given TCP port (e.g. to restart one on its old port).
+    pub fn start_bridge_on(&self, target: &str, port: u16) -> Proc {
         let mut cmd = Command::new(bin_path("vsock-bridge"));
         cmd.arg("--listen").arg(format!("tcp://127.0.0.1:{port}")).arg("--target").arg(target);
         let mut p = Proc::spawn("vsock-bridge", cmd, self.dir.path());
@@ -152,7 +173,7 @@ impl DevMesh {
             p.assert_running();
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        (p, port)
+        p
     }
 
     /// All log files of this mesh, concatenated.
@@ -167,6 +188,25 @@ impl DevMesh {
         }
         out
     }
+}
+
+/// Starts the kms-emulator on `port` with its state in `dir/dev/kms` and waits until it listens.
+fn spawn_emulator(dir: &Path, port: u16) -> Proc {
+    let dev = dir.join("dev");
+    let mut cmd = Command::new(bin_path("kms-emulator"));
+    cmd.env("ENCLAVEMESH_DEV_DIR", &dev)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state-file")
+        .arg(dev.join("kms/state.json"))
+        .arg("--audit-log")
+        .arg(dev.join("kms/audit.jsonl"));
+    let mut emulator = Proc::spawn("kms-emulator", cmd, dir);
+    wait_for("kms-emulator port", Duration::from_secs(20), || {
+        emulator.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    emulator
 }
 
 /// Renders `secret` in the encodings it could leak in (raw, hex, base64).

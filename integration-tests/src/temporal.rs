@@ -2,7 +2,7 @@
 //! binary, and the `enclavemesh` CLI.
 
 use crate::proc::{Proc, bin_path, free_port, venv_bin, wait_for};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -10,27 +10,34 @@ pub struct Temporal {
     pub proc: Proc,
     pub address: String,
     pub port: u16,
+    pub ui_port: u16,
+    /// Directory holding the db file (`temporal.db`) and the server log.
+    pub dir: PathBuf,
 }
 
 impl Temporal {
     /// Starts `temporal server start-dev` on free loopback ports with a db file in `dir`.
     pub fn start(dir: &Path) -> Temporal {
         let port = free_port();
-        let ui = free_port();
-        let mut cmd = Command::new(venv_bin("temporal"));
-        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"])
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--ui-port")
-            .arg(ui.to_string())
-            .arg("--db-filename")
-            .arg(dir.join("temporal.db"));
-        let mut proc = Proc::spawn("temporal", cmd, dir);
-        wait_for("temporal frontend", Duration::from_secs(60), || {
-            proc.assert_running();
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Temporal { proc, address: format!("http://127.0.0.1:{port}"), port }
+        let ui_port = free_port();
+        let proc = spawn_dev_server(dir, port, ui_port);
+        Temporal { proc, address: format!("http://127.0.0.1:{port}"), port, ui_port, dir: dir.to_path_buf() }
+    }
+
+    /// Stops the dev server gracefully (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        self.proc.terminate();
+    }
+
+    /// Starts the dev server again on the same ports and the same db file (after [`Self::stop`]).
+    pub fn start_again(&mut self) {
+        self.proc = spawn_dev_server(&self.dir, self.port, self.ui_port);
+    }
+
+    /// A restart: [`Self::stop`] then [`Self::start_again`]; workflows persist in the db file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
     }
 
     /// `temporal workflow show --output json` for a workflow: its whole event history.
@@ -75,6 +82,23 @@ impl Temporal {
         let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
         (out.status.success(), lines, all)
     }
+}
+
+fn spawn_dev_server(dir: &Path, port: u16, ui_port: u16) -> Proc {
+    let mut cmd = Command::new(venv_bin("temporal"));
+    cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--ui-port")
+        .arg(ui_port.to_string())
+        .arg("--db-filename")
+        .arg(dir.join("temporal.db"));
+    let mut proc = Proc::spawn("temporal", cmd, dir);
+    wait_for("temporal frontend", Duration::from_secs(60), || {
+        proc.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    proc
 }
 
 /// The balance after `steps` interest steps, rounding down each step like Agent B.

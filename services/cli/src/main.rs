@@ -3,6 +3,7 @@
 //! All JSON shapes, names and defaults come from `enclavemesh_worker::types`, the same
 //! definitions the worker registers, so CLI and worker cannot drift apart.
 
+mod load;
 mod output;
 
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ enum Command {
     Trigger(TriggerArgs),
     /// Open a workflow's final envelope in an agent and print ONE field (deliberate plaintext exit).
     Reveal(RevealArgs),
+    /// Run N SecureStateLoops at bounded concurrency; report completed/failed/lost (lost must
+    /// be 0), latency p50/p99, throughput and the agents' memory (--agent-pid NAME=PID).
+    Load(load::LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +123,7 @@ async fn main() -> ExitCode {
     let result = match &cfg.command {
         Command::Trigger(args) => trigger(&cfg, args, &out).await,
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
+        Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
