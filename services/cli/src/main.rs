@@ -4,6 +4,7 @@
 //! definitions the worker registers, so CLI and worker cannot drift apart.
 
 mod load;
+mod audit;
 mod output;
 
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
     Trigger(TriggerArgs),
     /// Open a workflow's final envelope in an agent and print ONE field (deliberate plaintext exit).
     Reveal(RevealArgs),
+    /// Fetch an agent's tamper-evident audit trail (`audit fetch --agent ADDR > FILE`) or
+    /// check one (`audit verify FILE`): names the first removed, edited or reordered record.
+    Audit(audit::AuditArgs),
     /// Run N SecureStateLoops at bounded concurrency; report completed/failed/lost (lost must
     /// be 0), latency p50/p99, throughput and the agents' memory (--agent-pid NAME=PID).
     Load(load::LoadArgs),
@@ -123,6 +127,7 @@ async fn main() -> ExitCode {
     let result = match &cfg.command {
         Command::Trigger(args) => trigger(&cfg, args, &out).await,
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
+        Command::Audit(args) => audit::run(args, cfg.json).await,
         Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
     };
     match result {
