@@ -13,11 +13,12 @@ use integration_tests::{DevMesh, MeshOptions, Proc, free_port, kms, venv_bin, wa
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn grpcurl(port: u16, args: &[&str]) -> (bool, String) {
+/// `grpcurl -plaintext 127.0.0.1:PORT VERB…` (e.g. `list`).
+fn grpcurl(port: u16, verb: &[&str]) -> (bool, String) {
     let out = Command::new(venv_bin("grpcurl"))
         .args(["-plaintext", "-max-time", "10"])
-        .args(args)
         .arg(format!("127.0.0.1:{port}"))
+        .args(verb)
         .output()
         .expect("grpcurl runs");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -142,7 +143,9 @@ async fn slow_temporal_restarted_mid_workflow_worker_reconnects_and_no_step_is_l
     assert!(!l.closed(wf), "the restart must hit a running workflow; raise `steps`");
     l.temporal.stop();
     // A real outage, not just a blip: the worker's polls and completions fail meanwhile.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // (FAULTS_TEMPORAL_OUTAGE_SECS=120 checks a long one by hand.)
+    let outage = std::env::var("FAULTS_TEMPORAL_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    tokio::time::sleep(Duration::from_secs(outage)).await;
     l.worker.assert_running();
     l.temporal.start_again();
     l.assert_completed_exactly_once(wf, steps);

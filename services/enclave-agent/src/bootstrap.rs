@@ -75,9 +75,13 @@ pub async fn decrypt_for_enclave(
                     kms_message: status.message().to_string(),
                 });
             }
-            Err(status) if is_transient(status.code()) && Instant::now() + backoff < deadline => {
-                tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = backoff.as_millis() as u64, "sidecar/KMS not ready; retrying");
-                tokio::time::sleep(backoff).await;
+            // Back off, but never past the deadline: the last attempt is made at the
+            // deadline, so the agent waits the whole --bootstrap-timeout-secs, not up to
+            // one backoff (5 s) less.
+            Err(status) if is_transient(status.code()) && Instant::now() < deadline => {
+                let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
+                tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = wait.as_millis() as u64, "sidecar/KMS not ready; retrying");
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             Err(status) if is_transient(status.code()) => {
