@@ -4,6 +4,7 @@ pub mod audited;
 pub mod bootstrap;
 pub mod config;
 pub mod enclave;
+pub mod handshake;
 pub mod logic;
 pub mod service;
 pub mod status;
@@ -59,8 +60,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
 }
 
 /// The server stack, in one visible place: per-request timeout and per-connection
-/// concurrency limit (tower layers applied by tonic's builder), message-size limits
-/// enforced before decoding, then AgentService + health + reflection.
+/// concurrency limit (tower layers applied by tonic's builder), a deadline for the
+/// HTTP/2 preface on each connection (slow-loris), message-size limits enforced before decoding, then AgentService + health + reflection.
 pub async fn serve(
     agent: service::Agent,
     cfg: &Config,
@@ -91,7 +92,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
+        .serve_with_incoming_shutdown(
+            handshake::with_deadline(listener.into_incoming(), handshake::DEFAULT_HANDSHAKE_TIMEOUT),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
