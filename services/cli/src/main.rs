@@ -3,9 +3,11 @@
 //! All JSON shapes, names and defaults come from `enclavemesh_worker::types`, the same
 //! definitions the worker registers, so CLI and worker cannot drift apart.
 
+mod cloudtrail;
 mod load;
 mod audit;
 mod output;
+mod verify;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,6 +74,10 @@ enum Command {
     /// Run N SecureStateLoops at bounded concurrency; report completed/failed/lost (lost must
     /// be 0), latency p50/p99, throughput and the agents' memory (--agent-pid NAME=PID).
     Load(load::LoadArgs),
+    /// Check the running agent is the enclave image that was built: attestation (signature,
+    /// chain, nonce, no debug mode), PCR0 == build/enclave.eif.json; --deep also checks KMS's
+    /// Decrypt record (emulator audit log or CloudTrail). One PASS/FAIL line per check.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +135,7 @@ async fn main() -> ExitCode {
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
         Command::Audit(args) => audit::run(args, cfg.json).await,
         Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
+        Command::Verify(args) => verify::run(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

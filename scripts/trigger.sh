@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Start a SecureStateLoop workflow, or check that the running enclave is the one
+# that was built (--verify [--deep]). A thin wrapper: the work is done by the
+# `enclavemesh` CLI (trigger / verify), so the checks are parsed in Rust, not grepped.
+set -euo pipefail
+
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+    cat <<EOF
+Usage: scripts/trigger.sh [enclavemesh trigger options]     start a workflow and follow it
+       scripts/trigger.sh --verify [--deep] [verify options] check the running enclave
+
+Trigger (all options pass through to 'enclavemesh trigger'):
+  scripts/trigger.sh --steps 5
+  scripts/trigger.sh --steps 3 --rate-bps 100 --initial-balance 50000 --json
+  (--temporal-address, --task-queue, --no-wait, ...: see 'enclavemesh trigger --help')
+
+Verify ('enclavemesh verify'): fetch an attestation document from the agent
+(AgentService.Attest through the vsock-bridge, fresh random nonce), verify
+signature and chain to the trust anchor, freshness, nonce, refuse debug mode,
+and compare PCR0 with .Measurements.PCR0 of build/enclave.eif.json.
+  --deep                     also require a successful KMS Decrypt whose Recipient
+                             PCR0 is the built one (dev: the kms-emulator audit
+                             log; AWS: aws cloudtrail lookup-events, which needs
+                             cloudtrail:LookupEvents and lags ~5-15 minutes)
+  --agent ADDR               default tcp://127.0.0.1:5005 (bridge to agent-a)
+  --trust-anchor aws|PATH    default the dev root \$ENCLAVEMESH_DEV_DIR/dev-ca/root.der
+                             when it exists, else the AWS Nitro root G1
+  --measurements FILE        default build/enclave.eif.json
+  (more: 'enclavemesh verify --help')
+Prints one PASS/FAIL line per check; exits nonzero naming the failed checks.
+
+The CLI binary: \$ENCLAVEMESH_BIN if set, else target/release/enclavemesh if
+built, else target/debug/enclavemesh (built on demand with cargo).
+EOF
+}
+
+find_bin() {
+    if [[ -n "${ENCLAVEMESH_BIN:-}" ]]; then
+        [[ -x "$ENCLAVEMESH_BIN" ]] || em_die "ENCLAVEMESH_BIN=$ENCLAVEMESH_BIN is not an executable" \
+            "point it at the enclavemesh binary, or unset it to use target/{release,debug}/enclavemesh"
+        printf '%s\n' "$ENCLAVEMESH_BIN"
+        return
+    fi
+    local b
+    for b in "$EM_ROOT/target/release/enclavemesh" "$EM_ROOT/target/debug/enclavemesh"; do
+        if [[ -x "$b" ]]; then
+            printf '%s\n' "$b"
+            return
+        fi
+    done
+    em_require_cmd cargo "install Rust (https://rustup.rs), or set ENCLAVEMESH_BIN"
+    em_info "building the enclavemesh CLI (cargo build -p enclavemesh-cli)"
+    (cd "$EM_ROOT" && cargo build -q -p enclavemesh-cli >&2) ||
+        em_die "cargo build -p enclavemesh-cli failed" "fix the build errors above"
+    printf '%s\n' "$EM_ROOT/target/debug/enclavemesh"
+}
+
+verify=0
+args=()
+for a in "$@"; do
+    case "$a" in
+        -h | --help)
+            if [[ $verify -eq 0 ]]; then
+                usage
+                exit 0
+            fi
+            args+=("$a")
+            ;;
+        --verify) verify=1 ;;
+        *) args+=("$a") ;;
+    esac
+done
+
+bin="$(find_bin)"
+if [[ $verify -eq 1 ]]; then
+    # Defaults relative to the repository, whatever the current directory
+    # (explicit --measurements/--trust-anchor flags still win).
+    export ENCLAVEMESH_MEASUREMENTS="${ENCLAVEMESH_MEASUREMENTS:-$EM_ROOT/build/enclave.eif.json}"
+    export ENCLAVEMESH_DEV_DIR="${ENCLAVEMESH_DEV_DIR:-$(em_dev_dir)}"
+    exec "$bin" verify "${args[@]}"
+fi
+exec "$bin" trigger "${args[@]}"
