@@ -31,6 +31,7 @@ use temporalio_client::{
     WorkflowStartOptions,
 };
 use temporalio_common::HasWorkflowDefinition;
+use tracing::Instrument as _;
 
 use crate::output::{Failure, Out};
 
@@ -128,15 +129,19 @@ struct RevealArgs {
 async fn main() -> ExitCode {
     let cfg = Config::parse();
     // Quiet by default: stdout is for results; RUST_LOG turns logs (stderr) on.
-    let _telemetry = std::env::var_os("RUST_LOG").is_some().then(|| enclavemesh_telemetry::init("enclavemesh-cli"));
+    let telemetry = telemetry();
     let out = Out::new(cfg.json);
     let result = match &cfg.command {
-        Command::Trigger(args) => trigger(&cfg, args, &out).await,
+        Command::Trigger(args) => trigger(&cfg, args, &out).instrument(trigger_span(args)).await,
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
         Command::Audit(args) => audit::run(args, cfg.json).await,
         Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
         Command::Verify(args) => verify::run(args).await,
     };
+    // The trigger span has ended; export it (and wait) before exiting.
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -144,6 +149,42 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs (stderr) when `RUST_LOG` is set; OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set (then stderr shows warnings only unless `RUST_LOG` says otherwise). Neither:
+/// nothing is installed and stdout/stderr stay clean.
+fn telemetry() -> Option<enclavemesh_telemetry::TelemetryGuard> {
+    let rust_log = std::env::var_os("RUST_LOG").is_some();
+    let otlp = std::env::var(enclavemesh_telemetry::ENV_ENDPOINT).is_ok_and(|v| !v.trim().is_empty());
+    if !rust_log && !otlp {
+        return None;
+    }
+    if rust_log {
+        return Some(enclavemesh_telemetry::init("enclavemesh"));
+    }
+    let mut config = enclavemesh_telemetry::TelemetryConfig::from_env("enclavemesh");
+    config.log_filter = Some("warn".into());
+    match enclavemesh_telemetry::build(config) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("enclavemesh: OpenTelemetry export disabled: {e}");
+            None
+        }
+    }
+}
+
+/// Root span of one workflow run: its context goes into the workflow start header, so
+/// the worker's activity spans, the agents, the sidecar and KMS all join this trace.
+fn trigger_span(args: &TriggerArgs) -> tracing::Span {
+    tracing::info_span!(
+        "trigger",
+        otel.name = "trigger SecureStateLoop",
+        otel.kind = "client",
+        workflow.id = tracing::field::Empty,
+        steps = args.steps,
+        outcome = tracing::field::Empty,
+    )
 }
 
 type LoopHandle = WorkflowHandle<Client, <SecureStateLoop as HasWorkflowDefinition>::Run>;
@@ -170,8 +211,12 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         steps: args.steps,
         kms_encrypted_note_b64: args.kms_encrypted_note_b64.clone(),
     };
+    tracing::Span::current().record("workflow.id", workflow_id.as_str());
+    let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
+        .maybe_header(enclavemesh_worker::trace_context::start_header())
+        .build();
     let handle: LoopHandle = client
-        .start_workflow(SecureStateLoop::run, input, WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone()).build())
+        .start_workflow(SecureStateLoop::run, input, options)
         .await
         .with_context(|| format!("starting workflow {workflow_id}"))?;
     let run_id = handle.run_id().unwrap_or_default().to_string();
@@ -201,8 +246,10 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         }
     };
 
+    let span = tracing::Span::current();
     match outcome {
         Ok(output) => {
+            span.record("outcome", "completed");
             for s in output.steps.iter().skip(printed) {
                 out.step(s, total);
             }
@@ -210,6 +257,7 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
             Ok(0)
         }
         Err(WorkflowGetResultError::Failed(err)) => {
+            span.record("outcome", "failed");
             // Print any steps that completed before the failure.
             if let Some(steps) = progress(&handle).await {
                 for s in steps.iter().skip(printed) {
@@ -220,6 +268,7 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
             Ok(EXIT_FAILED)
         }
         Err(e) => {
+            span.record("outcome", "abnormal");
             out.failed(&workflow_id, &run_id, &Failure::other(&e), &link);
             Ok(EXIT_ABNORMAL)
         }

@@ -9,11 +9,10 @@
 use crate::enclave::EnclaveIdentity;
 use crate::tsk_file::EncryptedTsk;
 use enclavemesh_proto::v1::ForwardDecryptRequest;
-use enclavemesh_proto::v1::kms_forwarder_client::KmsForwarderClient;
+use crate::service::SidecarClient;
 use enclavemesh_sealing::{KeyRing, Tsk};
 use std::time::{Duration, Instant};
 use tonic::Code;
-use tonic::transport::Channel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -47,7 +46,7 @@ pub fn is_transient(code: Code) -> bool {
 /// zeroizing memory. Retries transient errors until `deadline`.
 pub async fn decrypt_for_enclave(
     identity: &EnclaveIdentity,
-    client: &mut KmsForwarderClient<Channel>,
+    client: &mut SidecarClient,
     sidecar: &str,
     key_id: &str,
     blob: &[u8],
@@ -106,7 +105,7 @@ pub async fn decrypt_for_enclave(
 /// reports, unless the operator pinned `--key-id`).
 pub async fn release_tsk(
     identity: &EnclaveIdentity,
-    client: &mut KmsForwarderClient<Channel>,
+    client: &mut SidecarClient,
     sidecar: &str,
     key_id: &str,
     versions: &[EncryptedTsk],

@@ -28,8 +28,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
     let identity = Arc::new(enclave::EnclaveIdentity::create(&cfg)?);
     tracing::info!(agent = %cfg.name, nsm = identity.nsm.kind(), pcr0 = %identity.pcr0_hex, "enclave identity ready");
 
-    let channel = enclavemesh_transport::channel(&cfg.sidecar)?;
-    let mut sidecar = KmsForwarderClient::new(channel);
+    let mut sidecar = sidecar_client(&cfg.sidecar)?;
     let ring = bootstrap::release_tsk(
         &identity,
         &mut sidecar,
@@ -59,9 +58,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
     serve(agent, &cfg, listener, shutdown).await
 }
 
+/// The sidecar client: a lazy channel wrapped in a client span per call, which also
+/// carries the W3C trace context (so sidecar and KMS spans join the caller's trace).
+pub fn sidecar_client(addr: &enclavemesh_transport::Address) -> anyhow::Result<service::SidecarClient> {
+    let channel = enclavemesh_transport::channel(addr)?;
+    let channel = tower::ServiceBuilder::new()
+        .layer(enclavemesh_telemetry::GrpcClientTraceLayer::new())
+        .service(channel);
+    Ok(KmsForwarderClient::new(channel))
+}
+
 /// The server stack, in one visible place: per-request timeout and per-connection
-/// concurrency limit (tower layers applied by tonic's builder), a deadline for the
-/// HTTP/2 preface on each connection (slow-loris), message-size limits enforced before decoding, then AgentService + health + reflection.
+/// concurrency limit (tower layers applied by tonic's builder), a server span per call
+/// parented to the caller's `traceparent`, message-size limits enforced before
+/// decoding, then AgentService + health + reflection.
 pub async fn serve(
     agent: service::Agent,
     cfg: &Config,
@@ -88,6 +98,7 @@ pub async fn serve(
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .concurrency_limit_per_connection(256)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(enclavemesh_telemetry::GrpcServerTraceLayer::new())
         .add_service(agent_service)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -14,6 +14,7 @@ use enclavemesh_proto::v1::*;
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, SealHeader};
 use std::sync::Arc;
 use tonic::transport::Channel;
+use tracing::field::Empty;
 use tonic::{Request, Response, Status};
 
 /// Largest workflow id accepted.
@@ -23,6 +24,9 @@ pub const MAX_ATTEST_FIELD_BYTES: usize = 512;
 /// Largest KMS-encrypted note accepted by Init (KMS blobs are at most 6144 bytes).
 pub const MAX_NOTE_BLOB_BYTES: usize = 6144;
 
+/// The sidecar client: every call gets a client span and carries `traceparent`.
+pub type SidecarClient = KmsForwarderClient<enclavemesh_telemetry::GrpcClientTrace<Channel>>;
+
 pub struct Agent {
     pub name: String,
     pub mode: &'static str,
@@ -30,7 +34,7 @@ pub struct Agent {
     pub identity: Arc<EnclaveIdentity>,
     pub logic: Box<dyn AgentLogic>,
     pub limits: Limits,
-    pub sidecar: KmsForwarderClient<Channel>,
+    pub sidecar: SidecarClient,
     pub sidecar_addr: String,
     /// Tamper-evident record of every call, written by [`crate::audited::Audited`].
     pub audit: Arc<enclavemesh_audit::AuditTrail>,
@@ -56,6 +60,8 @@ impl Agent {
         let expect = Expectation { workflow_id: workflow_id.to_string(), step: expected_step };
         let plain = enclavemesh_sealing::open(&self.ring, env, &expect, &self.limits).map_err(|e| {
             tracing::warn!(kind = e.kind(), "envelope refused");
+            tracing::Span::current().record("open_failure", e.kind());
+            enclavemesh_telemetry::metrics::open_failure(e.kind());
             status::open_error(&e)
         })?;
         let state: AgentState = enclavemesh_proto::decode_bounded(&plain, self.limits.max_ciphertext_bytes)
@@ -83,6 +89,32 @@ impl Agent {
             ciphertext_len: env.ciphertext.len() as u32,
         };
         Ok((env, summary))
+    }
+
+    /// Reveal's body: opens the envelope and returns the one named field.
+    fn reveal_inner(&self, req: RevealRequest) -> Result<Response<RevealResponse>, Status> {
+        let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
+        let s = &state.0;
+        let value = match req.field.as_str() {
+            "balance" => s.balance.to_string(),
+            "step" => s.step.to_string(),
+            "rate_bps" => s.rate_bps.to_string(),
+            "history_digest" => hex::encode(&s.history_digest),
+            "secret_note" => s.secret_note.clone(),
+            "history" => s
+                .history
+                .iter()
+                .map(|r| format!("{}:{}:{}->{}", r.step, r.agent, r.balance_before, r.balance_after))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown field {other:?}; one of balance, step, rate_bps, history_digest, secret_note, history"
+                )));
+            }
+        };
+        tracing::info!("field revealed on explicit request");
+        Ok(Response::new(RevealResponse { field: req.field, value }))
     }
 
     /// Decrypts the caller's KMS-encrypted note through the sidecar, as Recipient.
@@ -119,27 +151,88 @@ impl Agent {
     }
 }
 
+/// Records on the current handler span how the call ended: `outcome` (`ok` / `error`)
+/// and, for errors, `error.kind` (the gRPC code in snake case). Codes and kinds only:
+/// status messages stay out of the span.
+fn finish<T>(result: Result<T, Status>) -> Result<T, Status> {
+    let span = tracing::Span::current();
+    match &result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(s) => {
+            span.record("outcome", "error");
+            span.record("error.kind", code_kind(s.code()));
+        }
+    }
+    result
+}
+
+fn code_kind(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+/// Non-secret facts about a sealed result, recorded on the handler span.
+fn record_sealed(summary: &StepSummary) {
+    let span = tracing::Span::current();
+    span.record("key_version", summary.key_version);
+    span.record("out_bytes", summary.ciphertext_len);
+}
+
 #[tonic::async_trait]
 impl AgentService for Agent {
-    #[tracing::instrument(skip_all, fields(rpc = "Init", agent = %self.name, workflow_id = %request.get_ref().workflow_id))]
+    #[tracing::instrument(skip_all, fields(rpc = "Init", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
+        step = 0, note_bytes = request.get_ref().kms_encrypted_note.len(), key_version = Empty, out_bytes = Empty,
+        outcome = Empty, error.kind = Empty))]
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
-        let req = request.into_inner();
-        check_workflow_id(&req.workflow_id)?;
-        let note = self.decrypt_note(&req.kms_encrypted_note).await?;
-        let state = self.logic.init(&self.name, InitParams::from_request(&req, note)).map_err(status::logic_error)?;
-        let (env, summary) = self.seal(&state)?;
-        tracing::info!(step = summary.step, key_version = summary.key_version, bytes = summary.ciphertext_len, "state created and sealed");
-        Ok(Response::new(InitResponse { state: Some(env), summary: Some(summary) }))
+        finish(async {
+            let req = request.into_inner();
+            check_workflow_id(&req.workflow_id)?;
+            let note = self.decrypt_note(&req.kms_encrypted_note).await?;
+            let state = self.logic.init(&self.name, InitParams::from_request(&req, note)).map_err(status::logic_error)?;
+            let (env, summary) = self.seal(&state)?;
+            record_sealed(&summary);
+            tracing::info!(step = summary.step, key_version = summary.key_version, bytes = summary.ciphertext_len, "state created and sealed");
+            Ok(Response::new(InitResponse { state: Some(env), summary: Some(summary) }))
+        }
+        .await)
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Process", agent = %self.name, workflow_id = %request.get_ref().workflow_id, step = request.get_ref().expected_step))]
+    #[tracing::instrument(skip_all, fields(rpc = "Process", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
+        step = request.get_ref().expected_step,
+        in_key_version = request.get_ref().state.as_ref().map(|e| e.key_version),
+        in_bytes = request.get_ref().state.as_ref().map(|e| e.ciphertext.len()),
+        key_version = Empty, out_bytes = Empty, open_failure = Empty, outcome = Empty, error.kind = Empty))]
     async fn process(&self, request: Request<ProcessRequest>) -> Result<Response<ProcessResponse>, Status> {
-        let req = request.into_inner();
-        let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
-        let state = self.logic.process(&self.name, state).map_err(status::logic_error)?;
-        let (env, summary) = self.seal(&state)?;
-        tracing::info!(out_step = summary.step, key_version = summary.key_version, bytes = summary.ciphertext_len, "state processed and sealed");
-        Ok(Response::new(ProcessResponse { state: Some(env), summary: Some(summary) }))
+        finish(async {
+            let req = request.into_inner();
+            let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
+            let state = self.logic.process(&self.name, state).map_err(status::logic_error)?;
+            let (env, summary) = self.seal(&state)?;
+            record_sealed(&summary);
+            tracing::info!(out_step = summary.step, key_version = summary.key_version, bytes = summary.ciphertext_len, "state processed and sealed");
+            Ok(Response::new(ProcessResponse { state: Some(env), summary: Some(summary) }))
+        }
+        .await)
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Attest", agent = %self.name))]
@@ -163,31 +256,11 @@ impl AgentService for Agent {
         Ok(Response::new(AttestResponse { attestation_document: doc }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %request.get_ref().workflow_id, field = %request.get_ref().field))]
+    #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
+        field = %request.get_ref().field, step = request.get_ref().expected_step, open_failure = Empty, outcome = Empty,
+        error.kind = Empty))]
     async fn reveal(&self, request: Request<RevealRequest>) -> Result<Response<RevealResponse>, Status> {
-        let req = request.into_inner();
-        let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
-        let s = &state.0;
-        let value = match req.field.as_str() {
-            "balance" => s.balance.to_string(),
-            "step" => s.step.to_string(),
-            "rate_bps" => s.rate_bps.to_string(),
-            "history_digest" => hex::encode(&s.history_digest),
-            "secret_note" => s.secret_note.clone(),
-            "history" => s
-                .history
-                .iter()
-                .map(|r| format!("{}:{}:{}->{}", r.step, r.agent, r.balance_before, r.balance_after))
-                .collect::<Vec<_>>()
-                .join(","),
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown field {other:?}; one of balance, step, rate_bps, history_digest, secret_note, history"
-                )));
-            }
-        };
-        tracing::info!("field revealed on explicit request");
-        Ok(Response::new(RevealResponse { field: req.field, value }))
+        finish(self.reveal_inner(request.into_inner()))
     }
 
     async fn audit_log(&self, request: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::audit::AuditRecord;
 use crate::emulator::{Caller, Emulator, EmulatorConfig};
@@ -152,6 +154,24 @@ fn access_key_id(headers: &HeaderMap) -> Result<String, KmsError> {
     Ok(akid.to_string())
 }
 
+/// A `SERVER` span for one KMS operation, parented to the caller's W3C `traceparent`
+/// header (the kms-sidecar sends it). Its only attributes are the CloudTrail
+/// `eventName`, the `keyId` (key ARN) and the `outcome` (`ok` or the error type) — never
+/// request or response bodies. It is deliberately not entered: log lines of the
+/// request (which carry error messages) stay out of exported spans.
+fn operation_span(headers: &HeaderMap, event_name: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "kms.operation",
+        otel.name = %format_args!("KMS/{event_name}"),
+        otel.kind = "server",
+        eventName = %event_name,
+        keyId = Empty,
+        outcome = Empty,
+    );
+    let _ = span.set_parent(enclavemesh_telemetry::extract_from(headers));
+    span
+}
+
 async fn handle(
     State(em): State<Arc<Emulator>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -182,6 +202,7 @@ async fn handle(
         read_only: OPERATIONS.iter().any(|(n, ro)| *n == op && *ro),
         ..Default::default()
     };
+    let span = operation_span(&headers, &audit.event_name);
 
     let result: Result<Value, (KmsError, Option<StatusCode>)> = async {
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
@@ -233,6 +254,12 @@ async fn handle(
     }
     .await;
 
+    span.record("keyId", audit.key_arn.as_deref().unwrap_or(""));
+    match &result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err((err, _)) => span.record("outcome", err.kind.type_name()),
+    };
+    drop(span);
     match result {
         Ok(body) => {
             tracing::info!(op = %audit.event_name, request_id = %request_id, key = ?audit.key_arn, "ok");

@@ -9,6 +9,7 @@ use enclavemesh_proto::v1::{
     ForwardGenerateDataKeyResponse,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// Largest attestation document accepted (real ones are ~4.5 KiB).
 pub const MAX_ATTESTATION_DOC_BYTES: usize = 16 * 1024;
@@ -47,6 +48,39 @@ fn recipient(doc: Vec<u8>) -> Result<RecipientInfo, Status> {
         .build())
 }
 
+/// Adds the current (KMS client) span's `traceparent` to the outgoing KMS HTTP request,
+/// before SigV4 signing, so a KMS emulator (or a tracing proxy) joins the trace.
+fn inject_traceparent(req: &mut aws_sdk_kms::config::http::HttpRequest) {
+    enclavemesh_telemetry::inject_with(|k, v| {
+        req.headers_mut().insert(k.to_owned(), v.to_owned());
+    });
+}
+
+/// Short, non-secret outcome class of a KMS call for the `enclavemesh.kms.calls` metric
+/// and the span: `ok`, or the status code in snake case.
+fn outcome<T>(r: &Result<T, Status>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(s) => match s.code() {
+            tonic::Code::PermissionDenied => "access_denied",
+            tonic::Code::NotFound => "not_found",
+            tonic::Code::InvalidArgument => "invalid_argument",
+            tonic::Code::FailedPrecondition => "failed_precondition",
+            tonic::Code::Unavailable => "unavailable",
+            tonic::Code::DeadlineExceeded => "timeout",
+            tonic::Code::ResourceExhausted => "throttled",
+            _ => "error",
+        },
+    }
+}
+
+/// Records a finished KMS call: the metric and the handler span's `outcome`.
+fn record_kms<T>(op: &str, r: &Result<T, Status>) {
+    let o = outcome(r);
+    enclavemesh_telemetry::metrics::kms_call(op, o);
+    tracing::Span::current().record("outcome", o);
+}
+
 fn plaintext_leak(op: &str) -> Status {
     tracing::error!(op, "KMS returned Plaintext to a Recipient call; dropping it");
     Status::internal(format!(
@@ -56,7 +90,7 @@ fn plaintext_leak(op: &str) -> Status {
 
 #[tonic::async_trait]
 impl KmsForwarder for Forwarder {
-    #[tracing::instrument(skip_all, fields(op = "Decrypt", blob_len, doc_len))]
+    #[tracing::instrument(skip_all, fields(op = "Decrypt", blob_len, doc_len, outcome))]
     async fn decrypt(
         &self,
         request: Request<ForwardDecryptRequest>,
@@ -79,11 +113,19 @@ impl KmsForwarder for Forwarder {
         if !req.key_id.is_empty() {
             call = call.key_id(req.key_id);
         }
-        let out = call.send().await.map_err(|e| {
-            let status = to_status("Decrypt", &self.endpoint, e);
-            tracing::warn!(code = ?status.code(), message = status.message(), "KMS Decrypt refused");
-            status
-        })?;
+        let out = call
+            .customize()
+            .mutate_request(inject_traceparent)
+            .send()
+            .instrument(enclavemesh_telemetry::kms_span("Decrypt"))
+            .await
+            .map_err(|e| {
+                let status = to_status("Decrypt", &self.endpoint, e);
+                tracing::warn!(code = ?status.code(), message = status.message(), "KMS Decrypt refused");
+                status
+            });
+        record_kms("Decrypt", &out);
+        let out = out?;
         if out.plaintext().is_some() {
             return Err(plaintext_leak("Decrypt"));
         }
@@ -97,7 +139,7 @@ impl KmsForwarder for Forwarder {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(op = "GenerateDataKey", doc_len))]
+    #[tracing::instrument(skip_all, fields(op = "GenerateDataKey", doc_len, outcome))]
     async fn generate_data_key(
         &self,
         request: Request<ForwardGenerateDataKeyRequest>,
@@ -119,9 +161,14 @@ impl KmsForwarder for Forwarder {
             .key_id(req.key_id)
             .number_of_bytes(n as i32)
             .recipient(recipient(req.attestation_document)?)
+            .customize()
+            .mutate_request(inject_traceparent)
             .send()
+            .instrument(enclavemesh_telemetry::kms_span("GenerateDataKey"))
             .await
-            .map_err(|e| to_status("GenerateDataKey", &self.endpoint, e))?;
+            .map_err(|e| to_status("GenerateDataKey", &self.endpoint, e));
+        record_kms("GenerateDataKey", &out);
+        let out = out?;
         if out.plaintext().is_some() {
             return Err(plaintext_leak("GenerateDataKey"));
         }

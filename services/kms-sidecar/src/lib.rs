@@ -45,6 +45,8 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .timeout(Duration::from_millis(cfg.kms_timeout_ms + 2_000))
         .concurrency_limit_per_connection(256)
+        // Server span per call, parented to the agent's traceparent (gRPC metadata).
+        .layer(enclavemesh_telemetry::GrpcServerTraceLayer::new())
         .add_service(service)
         .serve_with_incoming_shutdown(listener.into_incoming(), shutdown)
         .await?;

@@ -1,11 +1,16 @@
 //! One client connection: dial the target, then copy both ways until both sides
 //! close, an I/O error, or the idle timeout.
+//!
+//! Each connection is one `bridge connection` span (byte counts, duration, outcome). The
+//! bridge copies opaque bytes, so it cannot see — or join — the gRPC calls inside; its
+//! spans are roots of their own traces.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use enclavemesh_transport::{Conn, dial_timeout};
+use tracing::Instrument;
 
 use crate::BridgeConfig;
 use crate::activity::{Activity, Side, Tracked};
@@ -17,6 +22,28 @@ pub(crate) async fn forward(
     cfg: Arc<BridgeConfig>,
     counters: Arc<Counters>,
 ) {
+    let span = tracing::info_span!(
+        "bridge.connection",
+        otel.name = "bridge connection",
+        otel.kind = "internal",
+        conn = id,
+        target = %cfg.target,
+        bytes_to_target = tracing::field::Empty,
+        bytes_to_client = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    forward_in(id, client, cfg, counters, &span)
+        .instrument(span.clone())
+        .await;
+}
+
+async fn forward_in(
+    id: u64,
+    client: Conn,
+    cfg: Arc<BridgeConfig>,
+    counters: Arc<Counters>,
+    span: &tracing::Span,
+) {
     let started = Instant::now();
     let peer = client
         .peer_addr()
@@ -27,6 +54,7 @@ pub(crate) async fn forward(
             Counters::inc(&counters.target_unavailable);
             // Dropping `client` closes it: the caller sees EOF at once instead of hanging.
             tracing::warn!(conn = id, %peer, error = %e, "target unavailable; closing client connection");
+            span.record("outcome", "target unavailable");
             return;
         }
     };
@@ -46,6 +74,9 @@ pub(crate) async fn forward(
 
     let up = activity.from_client.load(Relaxed);
     let down = activity.from_target.load(Relaxed);
+    span.record("bytes_to_target", up);
+    span.record("bytes_to_client", down);
+    span.record("outcome", outcome.as_str());
     counters.bytes_to_target.fetch_add(up, Relaxed);
     counters.bytes_to_client.fetch_add(down, Relaxed);
     if outcome == "idle timeout" {

@@ -16,6 +16,9 @@ use enclavemesh_transport::Address;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tonic::transport::Channel;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::failure::{CallFailure, classify_status, kind};
 use crate::types::{
@@ -33,16 +36,20 @@ pub enum ActivitiesError {
     Channel { role: &'static str, addr: Address, source: enclavemesh_transport::TransportError },
 }
 
+/// An agent client whose calls each get a client span carrying `traceparent`.
+type AgentClient = AgentServiceClient<enclavemesh_telemetry::GrpcClientTrace<Channel>>;
+
 /// Agent clients used by `InitState` (Agent A) and `ProcessState` (Agent B).
 pub struct AgentActivities {
-    agent_a: AgentServiceClient<Channel>,
-    agent_b: AgentServiceClient<Channel>,
+    agent_a: AgentClient,
+    agent_b: AgentClient,
     rpc_timeout: Duration,
 }
 
-fn client(role: &'static str, addr: &Address) -> Result<AgentServiceClient<Channel>, ActivitiesError> {
+fn client(role: &'static str, addr: &Address) -> Result<AgentClient, ActivitiesError> {
     let channel = enclavemesh_transport::channel(addr)
         .map_err(|source| ActivitiesError::Channel { role, addr: addr.clone(), source })?;
+    let channel = tower::ServiceBuilder::new().layer(enclavemesh_telemetry::GrpcClientTraceLayer::new()).service(channel);
     Ok(AgentServiceClient::new(channel)
         .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
         .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES))
@@ -118,6 +125,50 @@ fn check_output(
     Ok(StepOutput { envelope: EnvelopeJson::from(env), summary })
 }
 
+/// The span of one activity attempt, parented to the trigger's trace context from the
+/// activity's Temporal header (see [`crate::trace_context`]). Ids, step, agent, sizes and
+/// outcome only: never envelope bytes or the note.
+fn activity_span(activity: &'static str, ctx: &ActivityContext, workflow_id: &str, step: u64, agent: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "activity",
+        otel.name = %format_args!("activity {activity}"),
+        otel.kind = "internal",
+        temporal.activity = activity,
+        temporal.attempt = ctx.info().attempt,
+        workflow.id = %workflow_id,
+        step,
+        agent = %agent,
+        in_bytes = Empty,
+        key_version = Empty,
+        out_bytes = Empty,
+        outcome = Empty,
+        error.kind = Empty,
+    );
+    let parent = crate::trace_context::parent_from(ctx.headers());
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+    span
+}
+
+/// Records the attempt's outcome on its span.
+fn record_outcome(span: &tracing::Span, result: &Result<StepOutput, CallFailure>) {
+    match result {
+        Ok(out) => {
+            span.record("outcome", "ok");
+            span.record("key_version", out.summary.key_version);
+            span.record("out_bytes", out.summary.ciphertext_len);
+        }
+        Err(f) => {
+            span.record("outcome", "error");
+            span.record("error.kind", f.kind);
+        }
+    }
+}
+
 fn fail(activity: &'static str, ctx: &ActivityContext, f: CallFailure) -> ActivityError {
     let info = ctx.info();
     tracing::warn!(
@@ -140,6 +191,7 @@ impl AgentActivities {
         ctx: ActivityContext,
         input: InitStateInput,
     ) -> Result<StepOutput, ActivityError> {
+        let span = activity_span(INIT_STATE_ACTIVITY, &ctx, &input.workflow_id, 0, "agent-a");
         let run = async {
             let note = match &input.kms_encrypted_note_b64 {
                 Some(b64) => B64.decode(b64.trim()).map_err(|e| {
@@ -157,7 +209,10 @@ impl AgentActivities {
             let resp = self.call(agent.init(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, 0)
         };
-        match run.await {
+        let result = run.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        let _entered = span.enter();
+        match result {
             Ok(out) => {
                 log_step(INIT_STATE_ACTIVITY, &out);
                 Ok(out)
@@ -173,9 +228,11 @@ impl AgentActivities {
         ctx: ActivityContext,
         input: ProcessStateInput,
     ) -> Result<StepOutput, ActivityError> {
+        let span = activity_span(PROCESS_STATE_ACTIVITY, &ctx, &input.workflow_id, input.expected_step + 1, "agent-b");
         let run = async {
             let state = SealedEnvelope::try_from(&input.envelope)
                 .map_err(|e| CallFailure::non_retryable(kind::INVALID_ENVELOPE, e.to_string()))?;
+            tracing::Span::current().record("in_bytes", state.ciphertext.len());
             let req = self.request(ProcessRequest {
                 workflow_id: input.workflow_id.clone(),
                 expected_step: input.expected_step,
@@ -185,7 +242,10 @@ impl AgentActivities {
             let resp = self.call(agent.process(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, input.expected_step + 1)
         };
-        match run.await {
+        let result = run.instrument(span.clone()).await;
+        record_outcome(&span, &result);
+        let _entered = span.enter();
+        match result {
             Ok(out) => {
                 log_step(PROCESS_STATE_ACTIVITY, &out);
                 Ok(out)

@@ -8,6 +8,7 @@ pub mod failure;
 pub mod history;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace_context;
 pub mod types;
 pub mod worker;
 pub mod workflow;

@@ -71,6 +71,8 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         .register_workflow::<SecureStateLoop>()
         .map_err(|e| WorkerError::Setup(e.to_string()))?
         .register_activities(activities)
+        // Carries the trigger's trace context from the workflow to its activities.
+        .workflow_interceptor(crate::trace_context::workflow_interceptor())
         .graceful_shutdown_period(Duration::from_secs(10))
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| WorkerError::Setup(e.to_string()))?;
