@@ -42,6 +42,16 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
+# The fuzz targets already ran above on stable (integration-tests/tests/fuzz_replay.rs:
+# corpus + 3000 mutations each). The coverage-guided libFuzzer run needs cargo-fuzz and
+# a sanitizer build of its own (minutes when cold), so it is opt-in: FUZZ_SECONDS=10.
+if [[ -n "${FUZZ_SECONDS:-}" ]]; then
+    echo "==> fuzz: libFuzzer, ${FUZZ_SECONDS}s per target"
+    scripts/fuzz.sh --seconds "$FUZZ_SECONDS" --if-available
+else
+    echo "==> fuzz: libFuzzer run skipped (set FUZZ_SECONDS=10 to run it; scripts/fuzz.sh --help)"
+fi
+
 echo "==> tests: operations scripts against the KMS emulator"
 for t in integration-tests/scripts/test-*.sh; do
     [[ -e "$t" ]] || continue
