@@ -42,6 +42,26 @@ impl Failure {
     pub fn typed(kind: &str, message: &str, non_retryable: bool) -> Self {
         Self { kind: kind.to_string(), message: message.to_string(), non_retryable, details: None }
     }
+
+    /// What to do about the common operational failures (README "Troubleshooting").
+    pub fn hint(&self) -> Option<&'static str> {
+        let m = self.message.to_ascii_lowercase();
+        if self.kind == "Timeout" || self.kind == "AgentTimeout" || m.contains("timed out") || m.contains("timeout") {
+            return Some(
+                "workflow timeout: a step (agent call) or the workflow did not finish in time. Usually no worker polls \
+                 this task queue, or an agent is down or stuck: check the worker (systemctl status enclavemesh-worker, \
+                 or scripts/dev.sh status; same --task-queue), then the agents (scripts/trigger.sh --verify); \
+                 completed steps stay in history: enclavemesh reveal --last-good",
+            );
+        }
+        if self.kind == "AgentUnavailable" || m.contains("enclave not running") {
+            return Some(
+                "the agent could not be reached: enclave not running? nitro-cli describe-enclaves; \
+                 systemctl start enclavemesh-enclave@16 / @17 (dev: scripts/dev.sh up)",
+            );
+        }
+        None
+    }
 }
 
 pub struct Out {
@@ -105,11 +125,15 @@ impl Out {
     }
 
     pub fn failed(&self, workflow_id: &str, run_id: &str, f: &Failure, ui: &str) {
+        let hint = f.hint();
         if self.json {
             self.line(json!({"event": "failed", "status": "failed", "workflow_id": workflow_id, "run_id": run_id,
-                "failure": f, "ui_url": ui}));
+                "failure": f, "hint": hint, "ui_url": ui}));
         } else {
             eprintln!("FAILED: {}: {}", f.kind, f.message);
+            if let Some(h) = hint {
+                eprintln!("  fix:             {h}");
+            }
             if let Some(d) = &f.details {
                 let last = d.last_good_step.map(|s| format!("step {s} (its envelope stays in history)"));
                 eprintln!("  failed step:     {} ({})", d.step, d.activity);

@@ -36,6 +36,11 @@ where
         SdkError::TimeoutError(_) => Status::deadline_exceeded(format!(
             "KMS {op} timed out talking to {endpoint}; check network reachability of KMS from the parent"
         )),
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
+            if let Some(hint) = environment_hint(&source_chain(&err)) =>
+        {
+            Status::unavailable(format!("KMS {op} via {endpoint}: {hint} ({})", source_chain(&err)))
+        }
         SdkError::DispatchFailure(df) => {
             let detail = if df.is_io() {
                 "connection failed"
@@ -54,6 +59,40 @@ where
     }
 }
 
+/// The two parent-host misconfigurations that show up as a "dispatch failure": no usable
+/// credentials (on EC2: the instance role through IMDSv2) and no CA bundle for TLS. Both
+/// are otherwise easy to misread as "KMS is down". `None` when neither matches.
+pub fn environment_hint(chain: &str) -> Option<&'static str> {
+    let c = chain.to_ascii_lowercase();
+    let tls = ["certificate", "unknownissuer", "unknown issuer", "no native root", "ca bundle", "root store", "tls handshake"];
+    if tls.iter().any(|w| c.contains(w)) {
+        return Some(
+            "TLS to KMS failed: the CA bundle is missing or unreadable on this host (no trusted root certificates). \
+             Fix: install the CA certificates (dnf/yum install ca-certificates, or apt-get install ca-certificates; \
+             update-ca-trust / update-ca-certificates), or point SSL_CERT_FILE at a PEM bundle; in a container, \
+             copy /etc/ssl/certs into the image",
+        );
+    }
+    let imds = ["imds", "169.254.169.254", "instance metadata", "ec2 metadata"];
+    if imds.iter().any(|w| c.contains(w)) {
+        return Some(
+            "no AWS credentials: fetching the instance role from IMDSv2 (169.254.169.254) failed or timed out. \
+             Fix: attach the instance profile role (aws ec2 describe-instances --query 'Reservations[].Instances[].IamInstanceProfile'), \
+             enable IMDSv2 (aws ec2 modify-instance-metadata-options --http-endpoint enabled --http-tokens required), \
+             and in a container raise the hop limit (--http-put-response-hop-limit 2)",
+        );
+    }
+    let creds = ["credential", "no credentials", "credentialsnotloaded"];
+    if creds.iter().any(|w| c.contains(w)) {
+        return Some(
+            "no AWS credentials were found (env, profile, or the instance role through IMDSv2). \
+             Fix: on EC2 attach the instance profile role and enable IMDSv2 (hop limit 2 in a container); \
+             in dev start the sidecar with --kms-endpoint and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        );
+    }
+    None
+}
+
 fn source_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut cur = err.source();
@@ -63,4 +102,20 @@ fn source_chain(err: &dyn std::error::Error) -> String {
         cur = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::environment_hint;
+
+    #[test]
+    fn tls_imds_and_credentials_are_told_apart() {
+        let tls = environment_hint("dispatch failure: io error: invalid peer certificate: UnknownIssuer").unwrap();
+        assert!(tls.contains("CA bundle") && tls.contains("ca-certificates") && tls.contains("SSL_CERT_FILE"));
+        let imds = environment_hint("failed to load credentials: error loading credentials from IMDS: timeout").unwrap();
+        assert!(imds.contains("IMDSv2") && imds.contains("hop-limit"));
+        let creds = environment_hint("an error occurred while loading credentials: the credential provider was not enabled").unwrap();
+        assert!(creds.contains("instance profile"));
+        assert!(environment_hint("io error: Connection refused (os error 111)").is_none());
+    }
 }

@@ -84,6 +84,22 @@ fn looks_like_overload(message: &str) -> bool {
     ["overload", "concurren", "rate limit", "too many", "try again", "busy", "capacity"].iter().any(|w| m.contains(w))
 }
 
+/// Fix hint for an agent that cannot be reached at all (nothing listens at its address):
+/// the enclave is not running, or the bridge/socket in front of it is gone.
+pub const ENCLAVE_NOT_RUNNING_HINT: &str = "enclave not running? check nitro-cli describe-enclaves and start it \
+     (systemctl start enclavemesh-enclave@16 / @17, i.e. nitro-cli run-enclave); in dev: scripts/dev.sh up";
+
+/// Appends [`ENCLAVE_NOT_RUNNING_HINT`] when `message` says the connection itself failed.
+pub fn with_enclave_hint(message: String) -> String {
+    let m = message.to_ascii_lowercase();
+    let unreachable = ["connection refused", "no such file", "cannot connect", "connection reset", "tcp connect error", "transport error"];
+    if unreachable.iter().any(|w| m.contains(w)) && !message.contains(ENCLAVE_NOT_RUNNING_HINT) {
+        format!("{message} ({ENCLAVE_NOT_RUNNING_HINT})")
+    } else {
+        message
+    }
+}
+
 /// Classifies a gRPC status from an agent call.
 pub fn classify_status(status: &tonic::Status) -> CallFailure {
     let message = status.message().to_string();
@@ -91,7 +107,7 @@ pub fn classify_status(status: &tonic::Status) -> CallFailure {
     match status.code() {
         // Transport and transient server conditions: let Temporal back off and retry.
         Code::Unavailable | Code::Unknown | Code::Aborted | Code::Cancelled | Code::Internal => {
-            CallFailure::retryable(kind::AGENT_UNAVAILABLE, shown)
+            CallFailure::retryable(kind::AGENT_UNAVAILABLE, with_enclave_hint(shown))
         }
         Code::DeadlineExceeded => CallFailure::retryable(kind::AGENT_TIMEOUT, shown),
         Code::ResourceExhausted if named_kind(&message).is_none() && looks_like_overload(&message) => {
@@ -150,6 +166,9 @@ mod tests {
         ] {
             assert!(classify_status(&status).retryable, "{status:?}");
         }
+        let refused = classify_status(&Status::unavailable("tcp connect error: Connection refused (os error 111)"));
+        assert!(refused.message.contains("enclave not running") && refused.message.contains("nitro-cli"), "{refused:?}");
+        assert!(!classify_status(&Status::unavailable("KMS Decrypt: throttled")).message.contains("enclave not running"));
     }
 
     #[test]
