@@ -3,7 +3,8 @@
 //! thousand deterministic mutations of them (bit flips, truncations, splices,
 //! random bytes) through the same entry functions (`fuzz/targets-lib`).
 //! CI gets this even where nightly/cargo-fuzz is unavailable; `scripts/fuzz.sh`
-//! runs the coverage-guided fuzzer. `FUZZ_REPLAY_ITERS` (default 3000 per target)
+//! runs the coverage-guided fuzzer. `FUZZ_REPLAY_ITERS` (default 3000 per target, 1000 for
+//! attestation_verify)
 //! and `FUZZ_REPLAY_SEED` change the run.
 
 use enclavemesh_fuzz_targets::{TARGETS, run};
@@ -67,12 +68,18 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
+/// Attestation verification (P-384 chain + signature) is ~20x slower per input than
+/// the others; fewer iterations keep each replay to a few seconds in CI.
+fn default_iters(target: &str) -> usize {
+    if target == "attestation_verify" { 1000 } else { 3000 }
+}
+
 fn replay(target: &str) {
     let seeds = corpus(target);
     for s in &seeds {
         run(target, s);
     }
-    let iters: usize = std::env::var("FUZZ_REPLAY_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let iters: usize = std::env::var("FUZZ_REPLAY_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_iters(target));
     let seed: u64 = std::env::var("FUZZ_REPLAY_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_f022);
     let mut rng = Rng(seed | 1);
     for i in 0..iters {
