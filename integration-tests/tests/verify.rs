@@ -312,3 +312,76 @@ fn cloudtrail_lookup_events_are_parsed_and_judged() {
     let fail = line(&r.out, "FAIL", "kms-decrypt").unwrap_or_else(|| panic!("{}", r.out));
     assert!(fail.contains("AccessDenied") && fail.contains("permission cloudtrail:LookupEvents"), "{fail}");
 }
+
+/// The sidecar's two host misconfigurations reach the agent's exit message: no credentials
+/// (IMDS unreachable/refused) and a KMS certificate it cannot trust (missing CA bundle).
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(d.join("k.pem"))
+        .arg("-out")
+        .arg(d.join("c.pem"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("openssl not available: skipping");
+        return;
+    }
+    // A TLS endpoint whose certificate no CA bundle vouches for.
+    let port = free_port();
+    let server = "import ssl,socket,sys\nctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain(sys.argv[2],sys.argv[3])\ns=socket.socket()\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  try:\n    ctx.wrap_socket(c,server_side=True).close()\n  except Exception:\n    pass\n";
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", server, &port.to_string()]).arg(d.join("c.pem")).arg(d.join("k.pem"));
+    let mut tls = Proc::spawn("tls-server", cmd, d);
+    wait_for("tls server", Duration::from_secs(10), || {
+        tls.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::fs::write(d.join("tsk.b64"), "AAAA").unwrap();
+
+    for (case, with_creds, expect) in [("imds", false, "IMDSv2"), ("tls", true, "CA bundle")] {
+        let sock = d.join(format!("sidecar-{case}.sock"));
+        let mut cmd = Command::new(bin_path("kms-sidecar"));
+        cmd.arg("--listen")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--kms-endpoint")
+            .arg(format!("https://127.0.0.1:{port}"))
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            // IMDS on an unroutable address: the credential chain fails fast and locally.
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9");
+        if with_creds {
+            cmd.env("AWS_ACCESS_KEY_ID", "devkey").env("AWS_SECRET_ACCESS_KEY", "devsecret");
+        } else {
+            cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
+        }
+        let mut sidecar = Proc::spawn(&format!("sidecar-{case}"), cmd, d);
+        wait_for("sidecar socket", Duration::from_secs(20), || {
+            sidecar.assert_running();
+            sock.exists()
+        });
+        let mut cmd = Command::new(bin_path("enclave-agent"));
+        cmd.arg("--listen")
+            .arg(format!("unix://{}", d.join(format!("agent-{case}.sock")).display()))
+            .args(["--name", "agent", "--kind", "interest", "--nsm", "simulated", "--bootstrap-timeout-secs", "3"])
+            .arg("--sidecar")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--tsk-file")
+            .arg(d.join("tsk.b64"))
+            .arg("--dev-dir")
+            .arg(d.join("dev"));
+        let mut agent = Proc::spawn(&format!("agent-{case}"), cmd, d);
+        let status = agent.wait_exit(Duration::from_secs(60));
+        let log = agent.logs();
+        assert!(!status.success(), "{log}");
+        let last = log.lines().rev().find(|l| l.contains("gave up after")).unwrap_or_else(|| panic!("{log}"));
+        println!("--- {case}: {last}");
+        assert!(last.contains(expect) && last.contains("Fix:"), "{case}: {last}");
+    }
+}
