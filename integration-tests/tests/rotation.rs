@@ -80,7 +80,7 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     let temporal = std::sync::Arc::new(Temporal::start(mesh.logs_dir()));
     let _worker = temporal.start_worker(mesh.logs_dir(), "rot", &unix(&sock_a), &unix(&sock_b));
     let wf = "wf-rotation";
-    let steps: u32 = 12;
+    let steps: u32 = 30;
     let t = temporal.clone();
     let watcher = std::thread::spawn(move || {
         let s = steps.to_string();
@@ -88,7 +88,12 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     });
 
     // Once Agent B has sealed a step under v1, pause the workflow by stopping B.
-    wait_for("first B step", Duration::from_secs(90), || temporal.history_json(wf).matches("ProcessState").count() >= 2);
+    // (The CLI starts the workflow from its own thread: until it has, `workflow show`
+    // fails, which here just means "not yet".)
+    wait_for("first B step", Duration::from_secs(90), || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| temporal.history_json(wf)))
+            .is_ok_and(|h| h.matches("ProcessState").count() >= 2)
+    });
     b.kill();
 
     // Rotate, then restart the agents one at a time; each picks up [1, 2].
