@@ -28,6 +28,19 @@ pub struct DevMesh {
     pub tsk_file: PathBuf,
     pub emulator: Proc,
     pub sidecar: Option<Proc>,
+    /// Extra environment for every process this mesh starts (see [`DevMesh::start_with_env`]).
+    pub env: Vec<(String, String)>,
+}
+
+/// Sets `env` on `cmd`; when there is any, also `OTEL_SERVICE_NAME=service`, so each
+/// process exports telemetry under its own name (agent-a, kms-sidecar, ...).
+pub fn apply_env(cmd: &mut Command, env: &[(String, String)], service: &str) {
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if !env.is_empty() {
+        cmd.env("OTEL_SERVICE_NAME", service);
+    }
 }
 
 impl DevMesh {
@@ -43,12 +56,18 @@ impl DevMesh {
 
     /// Starts the emulator, creates the TSK, writes the policy and starts the sidecar.
     pub async fn start(opts: MeshOptions) -> DevMesh {
+        Self::start_with_env(opts, Vec::new()).await
+    }
+
+    /// Like [`Self::start`], with extra environment for every process the mesh starts
+    /// (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`); each also gets `OTEL_SERVICE_NAME` = its name.
+    pub async fn start_with_env(opts: MeshOptions, env: Vec<(String, String)>) -> DevMesh {
         let dir = tempfile::Builder::new().prefix("enclavemesh-it").tempdir().expect("tempdir");
         let dev = dir.path().join("dev");
         std::fs::create_dir_all(dev.join("kms")).expect("dev dir");
         let port = free_port();
         let kms_endpoint = format!("http://127.0.0.1:{port}");
-        let emulator = spawn_emulator(dir.path(), port);
+        let emulator = spawn_emulator(dir.path(), port, &env);
         let client = kms::client(&kms_endpoint).await;
         let tsk = kms::create_tsk(&client).await.expect("create TSK");
         kms::put_policy(&client, &tsk.key_id, &opts.policy_pcr0s).await.expect("put policy");
@@ -64,6 +83,7 @@ impl DevMesh {
             tsk_file,
             emulator,
             sidecar: None,
+            env,
         };
         mesh.start_sidecar();
         mesh
@@ -82,7 +102,7 @@ impl DevMesh {
     /// (Re)starts the emulator on the same port with the same state file and audit log,
     /// so keys and policies survive, and waits until it listens.
     pub fn start_emulator(&mut self) {
-        self.emulator = spawn_emulator(self.dir.path(), self.kms_port());
+        self.emulator = spawn_emulator(self.dir.path(), self.kms_port(), &self.env);
     }
 
     pub fn start_sidecar(&mut self) {
@@ -96,6 +116,7 @@ impl DevMesh {
             .env("AWS_SECRET_ACCESS_KEY", "devsecret")
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE");
+        apply_env(&mut cmd, &self.env, "kms-sidecar");
         let mut p = Proc::spawn("kms-sidecar", cmd, self.dir.path());
         wait_for("sidecar socket", Duration::from_secs(20), || {
             p.assert_running();
@@ -144,6 +165,7 @@ impl DevMesh {
         if let Some(p) = pcr0 {
             cmd.arg("--sim-pcr0").arg(p);
         }
+        apply_env(&mut cmd, &self.env, name);
         (cmd, sock)
     }
 
@@ -168,6 +190,7 @@ impl DevMesh {
     pub fn start_bridge_on(&self, target: &str, port: u16) -> Proc {
         let mut cmd = Command::new(bin_path("vsock-bridge"));
         cmd.arg("--listen").arg(format!("tcp://127.0.0.1:{port}")).arg("--target").arg(target);
+        apply_env(&mut cmd, &self.env, "vsock-bridge");
         let mut p = Proc::spawn("vsock-bridge", cmd, self.dir.path());
         wait_for("bridge port", Duration::from_secs(20), || {
             p.assert_running();
@@ -191,7 +214,7 @@ impl DevMesh {
 }
 
 /// Starts the kms-emulator on `port` with its state in `dir/dev/kms` and waits until it listens.
-fn spawn_emulator(dir: &Path, port: u16) -> Proc {
+fn spawn_emulator(dir: &Path, port: u16, env: &[(String, String)]) -> Proc {
     let dev = dir.join("dev");
     let mut cmd = Command::new(bin_path("kms-emulator"));
     cmd.env("ENCLAVEMESH_DEV_DIR", &dev)
@@ -201,6 +224,7 @@ fn spawn_emulator(dir: &Path, port: u16) -> Proc {
         .arg(dev.join("kms/state.json"))
         .arg("--audit-log")
         .arg(dev.join("kms/audit.jsonl"));
+    apply_env(&mut cmd, env, "kms-emulator");
     let mut emulator = Proc::spawn("kms-emulator", cmd, dir);
     wait_for("kms-emulator port", Duration::from_secs(20), || {
         emulator.assert_running();

@@ -54,6 +54,18 @@ impl Temporal {
 
     /// Starts the worker binary against this server with the given agent addresses.
     pub fn start_worker(&self, dir: &Path, task_queue: &str, agent_a: &str, agent_b: &str) -> Proc {
+        self.start_worker_with_env(dir, task_queue, agent_a, agent_b, &[])
+    }
+
+    /// Like [`Self::start_worker`] with extra environment (plus `OTEL_SERVICE_NAME=enclavemesh-worker` if any).
+    pub fn start_worker_with_env(
+        &self,
+        dir: &Path,
+        task_queue: &str,
+        agent_a: &str,
+        agent_b: &str,
+        env: &[(String, String)],
+    ) -> Proc {
         let mut cmd = Command::new(bin_path("enclavemesh-worker"));
         cmd.arg("--temporal-address")
             .arg(&self.address)
@@ -63,12 +75,25 @@ impl Temporal {
             .arg(agent_a)
             .arg("--agent-b")
             .arg(agent_b);
+        crate::mesh::apply_env(&mut cmd, env, "enclavemesh-worker");
         Proc::spawn(&format!("worker-{task_queue}"), cmd, dir)
     }
 
     /// Runs `enclavemesh --json ARGS…`; returns (exit success, JSON lines).
     pub fn cli(&self, task_queue: &str, args: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
-        let out = Command::new(bin_path("enclavemesh"))
+        self.cli_with_env(task_queue, args, &[])
+    }
+
+    /// Like [`Self::cli`] with extra environment (plus `OTEL_SERVICE_NAME=enclavemesh` if any).
+    pub fn cli_with_env(
+        &self,
+        task_queue: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> (bool, Vec<serde_json::Value>, String) {
+        let mut cmd = Command::new(bin_path("enclavemesh"));
+        crate::mesh::apply_env(&mut cmd, env, "enclavemesh");
+        let out = cmd
             .arg("--json")
             .arg("--temporal-address")
             .arg(&self.address)

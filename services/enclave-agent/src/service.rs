@@ -194,14 +194,15 @@ fn code_kind(code: tonic::Code) -> &'static str {
 /// Non-secret facts about a sealed result, recorded on the handler span.
 fn record_sealed(summary: &StepSummary) {
     let span = tracing::Span::current();
-    span.record("key_version", summary.key_version);
-    span.record("out_bytes", summary.ciphertext_len);
+    // i64: OpenTelemetry has no unsigned ints (tracing-opentelemetry would stringify u64).
+    span.record("key_version", i64::from(summary.key_version));
+    span.record("out_bytes", i64::from(summary.ciphertext_len));
 }
 
 #[tonic::async_trait]
 impl AgentService for Agent {
     #[tracing::instrument(skip_all, fields(rpc = "Init", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
-        step = 0, note_bytes = request.get_ref().kms_encrypted_note.len(), key_version = Empty, out_bytes = Empty,
+        step = 0_i64, note_bytes = request.get_ref().kms_encrypted_note.len() as i64, key_version = Empty, out_bytes = Empty,
         outcome = Empty, error.kind = Empty))]
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         finish(async {
@@ -218,9 +219,9 @@ impl AgentService for Agent {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Process", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
-        step = request.get_ref().expected_step,
-        in_key_version = request.get_ref().state.as_ref().map(|e| e.key_version),
-        in_bytes = request.get_ref().state.as_ref().map(|e| e.ciphertext.len()),
+        step = request.get_ref().expected_step as i64,
+        in_key_version = request.get_ref().state.as_ref().map(|e| i64::from(e.key_version)),
+        in_bytes = request.get_ref().state.as_ref().map(|e| e.ciphertext.len() as i64),
         key_version = Empty, out_bytes = Empty, open_failure = Empty, outcome = Empty, error.kind = Empty))]
     async fn process(&self, request: Request<ProcessRequest>) -> Result<Response<ProcessResponse>, Status> {
         finish(async {
@@ -257,7 +258,7 @@ impl AgentService for Agent {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %request.get_ref().workflow_id,
-        field = %request.get_ref().field, step = request.get_ref().expected_step, open_failure = Empty, outcome = Empty,
+        field = %request.get_ref().field, step = request.get_ref().expected_step as i64, open_failure = Empty, outcome = Empty,
         error.kind = Empty))]
     async fn reveal(&self, request: Request<RevealRequest>) -> Result<Response<RevealResponse>, Status> {
         finish(self.reveal_inner(request.into_inner()))

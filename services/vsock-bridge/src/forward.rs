@@ -26,7 +26,7 @@ pub(crate) async fn forward(
         "bridge.connection",
         otel.name = "bridge connection",
         otel.kind = "internal",
-        conn = id,
+        conn = id as i64,
         target = %cfg.target,
         bytes_to_target = tracing::field::Empty,
         bytes_to_client = tracing::field::Empty,
@@ -74,8 +74,9 @@ async fn forward_in(
 
     let up = activity.from_client.load(Relaxed);
     let down = activity.from_target.load(Relaxed);
-    span.record("bytes_to_target", up);
-    span.record("bytes_to_client", down);
+    // i64: OpenTelemetry has no unsigned ints (u64 would be exported as a string).
+    span.record("bytes_to_target", i64::try_from(up).unwrap_or(i64::MAX));
+    span.record("bytes_to_client", i64::try_from(down).unwrap_or(i64::MAX));
     span.record("outcome", outcome.as_str());
     counters.bytes_to_target.fetch_add(up, Relaxed);
     counters.bytes_to_client.fetch_add(down, Relaxed);

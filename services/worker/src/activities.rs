@@ -134,9 +134,10 @@ fn activity_span(activity: &'static str, ctx: &ActivityContext, workflow_id: &st
         otel.name = %format_args!("activity {activity}"),
         otel.kind = "internal",
         temporal.activity = activity,
-        temporal.attempt = ctx.info().attempt,
+        // i64 throughout: OpenTelemetry has no unsigned ints.
+        temporal.attempt = i64::from(ctx.info().attempt),
         workflow.id = %workflow_id,
-        step,
+        step = step as i64,
         agent = %agent,
         in_bytes = Empty,
         key_version = Empty,
@@ -159,8 +160,8 @@ fn record_outcome(span: &tracing::Span, result: &Result<StepOutput, CallFailure>
     match result {
         Ok(out) => {
             span.record("outcome", "ok");
-            span.record("key_version", out.summary.key_version);
-            span.record("out_bytes", out.summary.ciphertext_len);
+            span.record("key_version", i64::from(out.summary.key_version));
+            span.record("out_bytes", i64::from(out.summary.ciphertext_len));
         }
         Err(f) => {
             span.record("outcome", "error");
@@ -232,7 +233,7 @@ impl AgentActivities {
         let run = async {
             let state = SealedEnvelope::try_from(&input.envelope)
                 .map_err(|e| CallFailure::non_retryable(kind::INVALID_ENVELOPE, e.to_string()))?;
-            tracing::Span::current().record("in_bytes", state.ciphertext.len());
+            tracing::Span::current().record("in_bytes", state.ciphertext.len() as i64);
             let req = self.request(ProcessRequest {
                 workflow_id: input.workflow_id.clone(),
                 expected_step: input.expected_step,
