@@ -253,13 +253,17 @@ async fn agent_waits_for_a_late_sidecar_then_serves() {
     let _ = std::fs::remove_file(&sidecar_sock);
     let (cmd, sock) = mesh.agent_command("agent-late", "interest", Some(&pcr0));
     let mut agent = Proc::spawn("agent-late", cmd, mesh.logs_dir());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    agent.assert_running();
+    // Wait for the agent to actually hit the missing sidecar (under load, process start
+    // and RSA key generation can take seconds), then bring the sidecar up.
+    integration_tests::proc::wait_for("agent to retry the missing sidecar", Duration::from_secs(30), || {
+        agent.assert_running();
+        agent.logs().contains("retrying")
+    });
     assert!(!sock.exists(), "agent must not serve before it has the TSK");
     mesh.start_sidecar();
     integration_tests::proc::wait_for("late agent", Duration::from_secs(30), || {
         agent.assert_running();
         sock.exists()
     });
-    assert!(agent.logs().contains("retrying"), "{}", agent.logs());
+    assert!(agent.logs().contains("TSK version released"), "{}", agent.logs());
 }
