@@ -59,9 +59,10 @@ for g in seal open; do
 done
 # Best of 3 one-second runs, wall clock (-elapsed) like criterion; kB/s (1000 B) -> MiB/s.
 ossl() { # $1 = size, $2 = enc|dec
-    local best=0 v
+    local best=0 v dir=()
+    [[ $2 == dec ]] && dir=(-decrypt)
     for _ in 1 2 3; do
-        v=$(openssl speed -elapsed -seconds 1 $([[ $2 == dec ]] && echo -decrypt) -evp aes-256-gcm -bytes "$1" 2>/dev/null \
+        v=$(openssl speed -elapsed -seconds 1 "${dir[@]}" -evp aes-256-gcm -bytes "$1" 2>/dev/null \
             | awk '/^AES-256-GCM/ {sub("k","",$2); print $2}')
         best=$(python3 -c "print(max($best, ${v:-0}))")
     done
