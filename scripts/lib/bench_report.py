@@ -51,6 +51,13 @@ for n, lbl in [(256, "256 B"), (1024, "1 KiB"), (16384, "16 KiB"), (1048576, "1 
 for tr in ["unix", "tcp"]:
     row("2 hop", f"Process 1 KiB {tr} p50", f"hop_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us", 3.0, False)
     row("2 hop", f"Process 1 KiB {tr} p99", f"hop_{tr}_p99_us", "µs", "raw ping-pong p99", f"raw_{tr}_p99_us", limit=(1000, "1 ms"))
+    # Where the hop's time goes: the gRPC/HTTP2 floor (Describe: no crypto, no state)
+    # over the same channel, and what Process adds on top of it.
+    row("2 hop", f"bare tonic unary (no layers) {tr} p50", f"bare_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
+    row("2 hop", f"gRPC floor (agent stack, Describe) {tr} p50", f"floor_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
+    f, h = num(f"floor_{tr}_p50_us"), num(f"hop_{tr}_p50_us")
+    r[f"added_{tr}_p50_us"] = "" if f is None or h is None else str(h - f)
+    row("2 hop", f"Process above the floor {tr} p50", f"added_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
 row("3 Temporal loop", "SecureStateLoop p50", "loop_secure_p50_ms", "ms", "plaintext loop p50", "loop_plain_p50_ms", 1.15, False)
 row("3 Temporal loop", "SecureStateLoop p99", "loop_secure_p99_ms", "ms", "plaintext loop p99", "loop_plain_p99_ms")
 row("3 Temporal loop", f"throughput @{r.get('loop_concurrency', '?')} in flight", "loop_secure_wps", "wf/s",

@@ -20,8 +20,10 @@ pub enum AuditError {
     BadAttestation { seq: u64, reason: String },
     #[error("the log ends at seq {last_seq} but the agent's signed head is at seq {head_seq}: records at the tail were removed")]
     Truncated { last_seq: u64, head_seq: u64 },
-    #[error("record seq {seq} differs from the one the agent's signed head names: the tail was replaced")]
+    #[error("record seq {seq} differs from the one the agent's signed head names: records up to it were edited, replaced or re-chained")]
     HeadMismatch { seq: u64 },
+    #[error("records seq {first_seq}..={last_seq} are not covered by any signed head: appended or rewritten by someone other than the agent, or the agent stopped before its next checkpoint; fetch the log with `enclavemesh audit fetch` (it ends with a fresh signed head)")]
+    Unsigned { first_seq: u64, last_seq: u64 },
     #[error("the head line is invalid: {reason}")]
     BadHead { reason: String },
     #[error("audit trail: {0}")]
@@ -39,6 +41,7 @@ impl AuditError {
             | AuditError::BadChain { seq }
             | AuditError::BadAttestation { seq, .. }
             | AuditError::HeadMismatch { seq } => Some(*seq),
+            AuditError::Unsigned { first_seq, .. } => Some(*first_seq),
             AuditError::Truncated { last_seq, .. } => Some(last_seq + 1),
             AuditError::Empty | AuditError::BadHead { .. } | AuditError::Io(_) => None,
         }

@@ -79,19 +79,18 @@ pub struct Record {
     /// Bootstrap only: base64 NSM attestation document whose user_data binds `signing_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_document: Option<String>,
-    /// Bootstrap only: hex SEC1 P-384 public key that signs this boot's records.
+    /// Bootstrap only: hex SEC1 P-384 public key that signs this boot's heads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
     /// `hash` of the previous record of this boot ([`GENESIS_HASH`] for seq 0).
     pub prev_hash: String,
-    /// Hex SHA-256 of [`Record::canonical_bytes`].
+    /// Hex SHA-256 of [`Record::canonical_bytes`]. Authenticated by the first signed
+    /// [`Head`] at or after this record (the head names the chain's last hash).
     pub hash: String,
-    /// Hex P-384 ECDSA signature (r||s) over the hash, by this boot's signing key.
-    pub sig: String,
 }
 
 impl Record {
-    /// Every field except `hash` and `sig`, in a fixed order.
+    /// Every field except `hash`, in a fixed order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut c = Canonical::new(RECORD_DOMAIN);
         c.u64(self.seq)
@@ -129,7 +128,7 @@ impl Record {
 }
 
 /// What the agent reports about one call; [`crate::AuditTrail::record`] adds
-/// seq, time, agent, chain and signature.
+/// seq, time, agent and chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub event: Event,
@@ -160,8 +159,9 @@ impl Entry {
     }
 }
 
-/// The agent's current end of the log, signed, so a verifier holding a fetched
-/// copy can tell whether records at the tail were dropped.
+/// The end of the log at some moment, signed by the boot's key. It authenticates
+/// every record before `next_seq` (editing any of them changes the chain's last
+/// hash) and, fetched from the agent, shows whether records at the tail were dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Head {
@@ -183,7 +183,8 @@ impl Head {
     }
 }
 
-/// The last line of a fetched log file: `{"head": {...}}`.
+/// A head as a log line, `{"head": {...}}`: the last line of a fetched log, and the
+/// checkpoint lines of a local `--audit-log` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadLine {

@@ -2,31 +2,48 @@
 //! no disk); the parent gets them through the `AuditLog` RPC. `--audit-log PATH` also
 //! appends each line to a local file (dev convenience: an enclave cannot write the
 //! parent's disk in production).
+//!
+//! Why records are hash-chained but not signed one by one: a P-384 signature costs
+//! about a millisecond of CPU, which on the `Process` path was 95% of a hop (see
+//! BENCHMARKS.md). One signature over the chain's head authenticates every record
+//! before it, so the agent signs heads instead, off the request path: on every
+//! `AuditLog` fetch, and for the local file as a checkpoint line at most once per
+//! interval ([`AuditTrail::checkpoint`], driven by the agent) and when the trail is
+//! dropped. Recording a call is a SHA-256 and a push.
 
 use crate::error::AuditError;
-use crate::record::{Entry, Event, GENESIS_HASH, Head, Outcome, Record};
+use crate::record::{Entry, Event, GENESIS_HASH, Head, HeadLine, Outcome, Record};
 use crate::signer::{Signer, signing_key_binding};
 use base64::Engine;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Domain label of a record signature; the signed message is label || hash bytes.
-pub(crate) const RECORD_SIG_DOMAIN: &[u8] = b"enclavemesh/v1/audit/record-sig";
-
-pub(crate) fn record_sig_msg(hash_hex: &str) -> Vec<u8> {
-    [RECORD_SIG_DOMAIN, hash_hex.as_bytes()].concat()
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Records kept in enclave memory besides record 0, by default (~0.5 KB each: ~25 MB).
+/// An enclave is sized in hundreds of MiB; an unbounded trail would exhaust it.
+pub const DEFAULT_MAX_RECORDS: usize = 50_000;
+
 struct State {
-    lines: Vec<String>,
+    /// Record 0 (bootstrap: signing key + attestation), kept for the whole boot: without
+    /// it no record can be tied to an enclave image.
+    boot: Option<String>,
+    /// The newest records after record 0; the oldest are evicted beyond `max_records`.
+    recent: VecDeque<String>,
+    /// Seq of `recent[0]`.
+    recent_first: u64,
+    /// Seq the next record gets (= records written this boot).
+    next_seq: u64,
+    max_records: usize,
     prev_hash: String,
     file: Option<std::fs::File>,
+    /// Records of the local file covered by its last checkpoint line.
+    file_signed_through: u64,
 }
 
 /// Records of one boot, chained and signed with this boot's key.
@@ -59,8 +76,25 @@ impl AuditTrail {
         Ok(AuditTrail {
             agent: agent.to_string(),
             signer: Signer::generate(),
-            state: Mutex::new(State { lines: Vec::new(), prev_hash: GENESIS_HASH.to_string(), file }),
+            state: Mutex::new(State {
+                boot: None,
+                recent: VecDeque::new(),
+                recent_first: 1,
+                next_seq: 0,
+                max_records: DEFAULT_MAX_RECORDS,
+                prev_hash: GENESIS_HASH.to_string(),
+                file,
+                file_signed_through: 0,
+            }),
         })
+    }
+
+    /// Keeps at most `n` (≥ 1) records after record 0 in memory; older ones are
+    /// evicted, and a later fetch skips them (the verifier then reports them removed
+    /// unless an earlier export holds them): fetch at least every `n` calls.
+    pub fn with_max_records(self, n: usize) -> Self {
+        self.lock().max_records = n.max(1);
+        self
     }
 
     /// What the bootstrap attestation document's `user_data` must be.
@@ -77,13 +111,18 @@ impl AuditTrail {
     /// non-secret description of the key release (e.g. `key_versions=1,2`).
     pub fn bootstrap(&self, attestation_document: &[u8], detail: String) -> Result<Record, AuditError> {
         let mut st = self.lock();
-        if !st.lines.is_empty() {
+        if st.next_seq != 0 {
             return Err(AuditError::Io("bootstrap must be the first record of a trail".into()));
         }
         let mut r = self.draft(&st, Entry { detail: Some(detail), ..Entry::new(Event::Bootstrap) });
         r.attestation_document = Some(base64::engine::general_purpose::STANDARD.encode(attestation_document));
         r.signing_key = Some(self.signing_key_hex());
-        Ok(self.commit(&mut st, r))
+        let r = self.commit(&mut st, r);
+        drop(st);
+        // Sign record 0 into the local file at once: a boot that dies before its first
+        // checkpoint still leaves a verifiable start.
+        self.checkpoint();
+        Ok(r)
     }
 
     /// Appends one call's record.
@@ -93,12 +132,26 @@ impl AuditTrail {
         self.commit(&mut st, r)
     }
 
-    /// Records from `from_seq`, at most `max`, and the signed head.
+    /// Records from `from_seq` still in memory, at most `max`, and the signed head.
+    /// Evicted records are skipped: the first record returned may be later than
+    /// `from_seq` (compare its `seq`).
     pub fn fetch(&self, from_seq: u64, max: usize) -> Fetched {
         let st = self.lock();
-        let start = usize::try_from(from_seq).unwrap_or(usize::MAX).min(st.lines.len());
-        let records = st.lines[start..].iter().take(max).cloned().collect();
+        let mut records = Vec::new();
+        if from_seq == 0
+            && let Some(b) = &st.boot
+        {
+            records.push(b.clone());
+        }
+        let skip = usize::try_from(from_seq.saturating_sub(st.recent_first)).unwrap_or(usize::MAX);
+        let room = max.saturating_sub(records.len());
+        records.extend(st.recent.iter().skip(skip).take(room).cloned());
         Fetched { records, head: self.head_locked(&st) }
+    }
+
+    /// Seq of the oldest record after record 0 still held in memory.
+    pub fn oldest_retained(&self) -> u64 {
+        self.lock().recent_first
     }
 
     /// The signed head now.
@@ -106,16 +159,43 @@ impl AuditTrail {
         self.head_locked(&self.lock())
     }
 
+    /// Signs the current head into the local file if records were appended since the
+    /// last checkpoint; without a local file (or nothing new) it does nothing. The
+    /// signature is computed outside the lock, so calls keep being recorded meanwhile;
+    /// the checkpoint line then lands after records it does not cover, which the
+    /// verifier allows (a head covers the records before its `next_seq`).
+    pub fn checkpoint(&self) -> Option<Head> {
+        let mut h = {
+            let st = self.lock();
+            if st.file.is_none() || st.next_seq == st.file_signed_through {
+                return None;
+            }
+            self.unsigned_head(&st)
+        };
+        h.sig = self.signer.sign(&h.canonical_bytes());
+        let mut st = self.lock();
+        if h.next_seq > st.file_signed_through {
+            st.file_signed_through = h.next_seq;
+            let line = HeadLine { head: h.clone() }.to_line();
+            append(&mut st, &line);
+        }
+        Some(h)
+    }
+
     fn head_locked(&self, st: &State) -> Head {
-        let mut h = Head {
+        let mut h = self.unsigned_head(st);
+        h.sig = self.signer.sign(&h.canonical_bytes());
+        h
+    }
+
+    fn unsigned_head(&self, st: &State) -> Head {
+        Head {
             agent: self.agent.clone(),
-            next_seq: st.lines.len() as u64,
+            next_seq: st.next_seq,
             hash: st.prev_hash.clone(),
             time_ms: now_ms(),
             sig: String::new(),
-        };
-        h.sig = self.signer.sign(&h.canonical_bytes());
-        h
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -130,7 +210,7 @@ impl AuditTrail {
             Err(kind) => (Outcome::Error, Some(kind)),
         };
         Record {
-            seq: st.lines.len() as u64,
+            seq: st.next_seq,
             time_ms: now_ms(),
             agent: self.agent.clone(),
             event: e.event,
@@ -147,21 +227,39 @@ impl AuditTrail {
             signing_key: None,
             prev_hash: st.prev_hash.clone(),
             hash: String::new(),
-            sig: String::new(),
         }
     }
 
     fn commit(&self, st: &mut State, mut r: Record) -> Record {
         r.hash = r.compute_hash();
-        r.sig = self.signer.sign(&record_sig_msg(&r.hash));
         let line = r.to_line();
-        if let Some(f) = st.file.as_mut()
-            && let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush())
-        {
-            tracing::warn!(error = %e, "cannot append to --audit-log (the in-enclave trail is unaffected)");
-        }
+        append(st, &line);
         st.prev_hash = r.hash.clone();
-        st.lines.push(line);
+        if st.next_seq == 0 {
+            st.boot = Some(line);
+        } else {
+            st.recent.push_back(line);
+            if st.recent.len() > st.max_records {
+                st.recent.pop_front();
+                st.recent_first += 1;
+            }
+        }
+        st.next_seq += 1;
         r
+    }
+}
+
+/// A trail that goes away (agent shutdown) signs what it wrote to the local file.
+impl Drop for AuditTrail {
+    fn drop(&mut self) {
+        self.checkpoint();
+    }
+}
+
+fn append(st: &mut State, line: &str) {
+    if let Some(f) = st.file.as_mut()
+        && let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush())
+    {
+        tracing::warn!(error = %e, "cannot append to --audit-log (the in-enclave trail is unaffected)");
     }
 }

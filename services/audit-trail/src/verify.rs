@@ -1,20 +1,21 @@
 //! The checker behind `enclavemesh audit verify`.
 //!
 //! A file may hold several boots (a local `--audit-log` is appended to across
-//! restarts): each boot is a segment starting with its own bootstrap record 0 and
-//! signed by its own key. Per segment: every record's hash must match its contents
-//! and be signed by the key the bootstrap record's attestation binds; seqs must run
-//! 0, 1, 2, … and each `prev_hash` must be the previous `hash`. A trailing
-//! `{"head": …}` line (written by `audit fetch`) must be signed by the last
-//! segment's key and name its last record, which exposes a dropped tail.
+//! restarts): each boot is a segment starting with its own bootstrap record 0, with
+//! its own signing key. Per segment: every record's hash must match its contents;
+//! seqs must run 0, 1, 2, … and each `prev_hash` must be the previous `hash`; every
+//! `{"head": …}` line must be signed by the key the bootstrap record's attestation
+//! binds and name the hash of the record before its `next_seq`; and every record
+//! must be covered by such a head (the last line of `audit fetch` output; checkpoint
+//! lines in a local file). A head fetched from the agent exposes a dropped tail.
 //!
 //! Limits: a whole boot (segment) dropped from a local file is not detectable
-//! from the file alone; a tail is detectable only with a head from the agent.
+//! from the file alone; nor is a tail dropped together with the checkpoints after
+//! it, unless checked against a head fetched from the agent.
 
 use crate::error::AuditError;
-use crate::record::{Event, GENESIS_HASH, HeadLine, Record};
+use crate::record::{Event, GENESIS_HASH, Head, HeadLine, Record};
 use crate::signer::{check, signing_key_binding};
-use crate::trail::record_sig_msg;
 use base64::Engine;
 use enclavemesh_attestation::{AttestationDocument, Verifier};
 use std::time::{Duration, UNIX_EPOCH};
@@ -38,11 +39,11 @@ pub struct Segment {
 pub struct Summary {
     pub records: u64,
     pub segments: Vec<Segment>,
-    /// Whether a signed head was present and matched (tail truncation excluded).
-    pub head_checked: bool,
+    /// Signed heads checked (each authenticates every record before it).
+    pub heads: u64,
 }
 
-/// Verifies without a trust anchor: chain, signatures and the key binding inside
+/// Verifies without a trust anchor: chain, signed heads and the key binding inside
 /// the bootstrap attestation document (whose own signature is not checked).
 pub fn verify<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Summary, AuditError> {
     verify_with(lines, None)
@@ -107,50 +108,48 @@ fn check_bootstrap(r: &Record, verifier: Option<&Verifier>) -> Result<(String, S
     Ok((key, doc.pcr_hex(0).unwrap_or_default(), verifier.is_some()))
 }
 
-/// Verifies `lines` (JSON lines: records, optionally a final head line). With a
-/// verifier, each bootstrap attestation document is also checked against its trust
-/// anchor (and whatever PCRs it expects) as of the document's time.
+/// One boot's lines: its records in file order and the heads that follow them.
+#[derive(Default)]
+struct Boot<'a> {
+    records: Vec<(usize, &'a Record)>,
+    heads: Vec<(usize, &'a Head)>,
+}
+
+/// Verifies `lines` (JSON lines: records and signed heads). With a verifier, each
+/// bootstrap attestation document is also checked against its trust anchor (and
+/// whatever PCRs it expects) as of the document's time.
 pub fn verify_with<'a>(
     lines: impl IntoIterator<Item = &'a str>,
     verifier: Option<&Verifier>,
 ) -> Result<Summary, AuditError> {
     let parsed = parse(lines)?;
-    let head = match parsed.iter().position(|l| matches!(l, Line::Head(..))) {
-        Some(i) if i + 1 != parsed.len() => {
-            let Line::Head(line, _) = &parsed[i] else { unreachable!() };
-            return Err(AuditError::BadHead { reason: format!("line {line}: the head must be the last line") });
+
+    // Split into boots: a bootstrap record with seq 0 starts one; a head belongs to
+    // the boot whose records precede it.
+    let mut boots: Vec<Boot> = Vec::new();
+    for l in &parsed {
+        match l {
+            Line::Record(n, r) => {
+                if r.event == Event::Bootstrap && r.seq == 0 || boots.is_empty() {
+                    boots.push(Boot::default());
+                }
+                if let Some(b) = boots.last_mut() {
+                    b.records.push((*n, r.as_ref()));
+                }
+            }
+            Line::Head(n, h) => match boots.last_mut() {
+                Some(b) => b.heads.push((*n, &h.head)),
+                None => return Err(AuditError::BadHead { reason: format!("line {n}: a head before any record") }),
+            },
         }
-        Some(i) => match &parsed[i] {
-            Line::Head(_, h) => Some(h.head.clone()),
-            Line::Record(..) => None,
-        },
-        None => None,
-    };
-    let records: Vec<(usize, &Record)> = parsed
-        .iter()
-        .filter_map(|l| match l {
-            Line::Record(n, r) => Some((*n, r.as_ref())),
-            Line::Head(..) => None,
-        })
-        .collect();
-    if records.is_empty() {
+    }
+    if boots.is_empty() {
         return Err(AuditError::Empty);
     }
 
-    // Split into boots: a bootstrap record with seq 0 starts one.
-    let mut segments: Vec<Vec<(usize, &Record)>> = Vec::new();
-    for (n, r) in records {
-        if r.event == Event::Bootstrap && r.seq == 0 || segments.is_empty() {
-            segments.push(Vec::new());
-        }
-        if let Some(s) = segments.last_mut() {
-            s.push((n, r));
-        }
-    }
-
-    let mut summary = Summary { records: 0, segments: Vec::new(), head_checked: false };
-    let mut last_key = String::new();
-    for seg in &segments {
+    let mut summary = Summary { records: 0, segments: Vec::new(), heads: 0 };
+    for boot in &boots {
+        let seg = &boot.records;
         let (first_line, first) = seg[0];
         if first.seq != 0 || first.event != Event::Bootstrap {
             // Integrity first: an edited record 0 should say "edited", not "removed".
@@ -160,14 +159,11 @@ pub fn verify_with<'a>(
             return Err(AuditError::Removed { seq: 0 });
         }
         let (key, pcr0, attested) = check_bootstrap(first, verifier)?;
-        let mut expected = 0u64;
-        let mut prev = GENESIS_HASH.to_string();
+        let mut hashes: Vec<&str> = Vec::with_capacity(seg.len());
         for (i, (line, r)) in seg.iter().enumerate() {
+            let expected = hashes.len() as u64;
             if r.compute_hash() != r.hash {
                 return Err(AuditError::Edited { seq: r.seq, line: *line, what: "hash" });
-            }
-            if !check(&key, &record_sig_msg(&r.hash), &r.sig) {
-                return Err(AuditError::Edited { seq: r.seq, line: *line, what: "signature" });
             }
             if r.seq > expected {
                 let later = seg[i + 1..].iter().any(|(_, x)| x.seq == expected);
@@ -176,42 +172,46 @@ pub fn verify_with<'a>(
             if r.seq < expected {
                 return Err(AuditError::Reordered { seq: r.seq });
             }
-            if r.prev_hash != prev {
+            if r.prev_hash != hashes.last().copied().unwrap_or(GENESIS_HASH) {
                 return Err(AuditError::BadChain { seq: r.seq });
             }
-            prev = r.hash.clone();
-            expected += 1;
+            hashes.push(&r.hash);
         }
-        summary.records += expected;
+        let records = hashes.len() as u64;
+
+        // The chain alone can be recomputed by anyone: what authenticates a record is
+        // a head signed by this boot's key that covers it.
+        let mut covered = 0u64;
+        for (line, h) in &boot.heads {
+            if !check(&key, &h.canonical_bytes(), &h.sig) {
+                return Err(AuditError::BadHead {
+                    reason: format!("line {line}: not signed by this boot's key (forged, edited, or from another boot)"),
+                });
+            }
+            if h.next_seq > records {
+                return Err(AuditError::Truncated { last_seq: records.saturating_sub(1), head_seq: h.next_seq - 1 });
+            }
+            let named = match h.next_seq {
+                0 => GENESIS_HASH,
+                n => hashes[(n - 1) as usize],
+            };
+            if h.hash != named {
+                return Err(AuditError::HeadMismatch { seq: h.next_seq.saturating_sub(1) });
+            }
+            covered = covered.max(h.next_seq);
+        }
+        if covered < records {
+            return Err(AuditError::Unsigned { first_seq: covered, last_seq: records - 1 });
+        }
+        summary.records += records;
+        summary.heads += boot.heads.len() as u64;
         summary.segments.push(Segment {
             agent: first.agent.clone(),
-            records: expected,
-            last_hash: prev,
+            records,
+            last_hash: hashes.last().copied().unwrap_or(GENESIS_HASH).to_string(),
             pcr0,
             attestation_verified: attested,
         });
-        last_key = key;
-    }
-
-    if let Some(h) = head {
-        let last = summary.segments.last().ok_or(AuditError::Empty)?;
-        if !check(&last_key, &h.canonical_bytes(), &h.sig) {
-            return Err(AuditError::BadHead {
-                reason: "the head is not signed by the last boot's key (forged, or from another boot)".into(),
-            });
-        }
-        if h.next_seq > last.records {
-            return Err(AuditError::Truncated { last_seq: last.records.saturating_sub(1), head_seq: h.next_seq - 1 });
-        }
-        if h.next_seq < last.records {
-            return Err(AuditError::BadHead {
-                reason: format!("the head (next seq {}) is older than the log ({} records): a stale head", h.next_seq, last.records),
-            });
-        }
-        if h.hash != last.last_hash {
-            return Err(AuditError::HeadMismatch { seq: h.next_seq.saturating_sub(1) });
-        }
-        summary.head_checked = true;
     }
     Ok(summary)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope};
+use enclavemesh_proto::v1::{DescribeRequest, InitRequest, ProcessRequest, SealedEnvelope};
 use enclavemesh_transport::Address;
 use integration_tests::mesh::random_pcr0;
 use integration_tests::{DevMesh, MeshOptions, Proc, free_port, wait_for};
@@ -64,6 +64,27 @@ async fn grow_state(a: &mut Client, b: &mut Client, wf: &str, bytes: usize) -> a
     Ok(env)
 }
 
+/// The gRPC floor: the same channel and deadline, a unary call with no crypto and no
+/// state (`Describe`). What `Process` costs above it is the agent's own work.
+async fn time_floor(c: &mut Client, warmup: usize, iters: usize) -> anyhow::Result<Vec<Duration>> {
+    let call = |c: &mut Client| {
+        let mut r = tonic::Request::new(DescribeRequest {});
+        r.set_timeout(Duration::from_secs(10));
+        let mut c = c.clone();
+        async move { c.describe(r).await }
+    };
+    for _ in 0..warmup {
+        call(c).await?;
+    }
+    let mut v = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        call(c).await?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
+}
+
 async fn time_hops(c: &mut Client, req: &ProcessRequest, warmup: usize, iters: usize) -> anyhow::Result<Vec<Duration>> {
     for _ in 0..warmup {
         c.process(request(req.clone())).await?;
@@ -92,6 +113,13 @@ fn with_listen(cmd: Command, listen: &str) -> Command {
 fn spawn_echo(dir: &std::path::Path, name: &str, addr: &Address, req: usize, resp: usize) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo").arg("--listen").arg(addr.to_string()).arg("--req").arg(req.to_string()).arg("--resp").arg(resp.to_string());
+    Ok(Proc::spawn(name, cmd, dir))
+}
+
+/// The plaintext fake agent (bare tonic server: no layers, no crypto) as its own process.
+fn spawn_fake(dir: &std::path::Path, name: &str, addr: &Address) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("fake-agent").arg("--listen").arg(addr.to_string()).arg("--name").arg(name);
     Ok(Proc::spawn(name, cmd, dir))
 }
 
@@ -153,6 +181,14 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
     let v = rt.block_on(async { time_hops(&mut client(&addr_b)?, &req, args.warmup, args.iters).await })?;
     let peak_unix = sampler.finish();
     report("hop_unix", &Samples::new(v));
+    let v = rt.block_on(async { time_floor(&mut client(&addr_b)?, args.warmup, args.iters).await })?;
+    report("floor_unix", &Samples::new(v));
+    // Bare tonic: the same Describe against a server with no layers at all.
+    let bare_unix = Address::Unix(dir.join("bare.sock"));
+    let _bare_u = spawn_fake(&dir, "bare-unix", &bare_unix)?;
+    integration_tests::wait_for_path(&dir.join("bare.sock"), Duration::from_secs(10));
+    let v = rt.block_on(async { time_floor(&mut client(&bare_unix)?, args.warmup, args.iters).await })?;
+    report("bare_unix", &Samples::new(v));
 
     // tcp: raw, then gRPC
     let echo_port = free_port();
@@ -166,6 +202,14 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
     let v = rt.block_on(async { time_hops(&mut client(&addr_tcp)?, &req, args.warmup, args.iters).await })?;
     let peak_tcp = sampler.finish();
     report("hop_tcp", &Samples::new(v));
+    let v = rt.block_on(async { time_floor(&mut client(&addr_tcp)?, args.warmup, args.iters).await })?;
+    report("floor_tcp", &Samples::new(v));
+    let bare_port = free_port();
+    let bare_tcp = Address::Tcp(format!("127.0.0.1:{bare_port}"));
+    let _bare_t = spawn_fake(&dir, "bare-tcp", &bare_tcp)?;
+    wait_for("bare tcp port", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_ok());
+    let v = rt.block_on(async { time_floor(&mut client(&bare_tcp)?, args.warmup, args.iters).await })?;
+    report("bare_tcp", &Samples::new(v));
 
     result("agent_rss_hop_kib", peak_unix.max(peak_tcp));
     result("agent_rss_hwm_kib", status_kib(agent_b.pid(), "VmHWM").unwrap_or(0));

@@ -3,9 +3,9 @@
 //! `fetch` pages through the agent's AuditLog RPC and prints every record, then the
 //! agent's signed head, as JSON lines (redirect to a file). `verify` checks such a
 //! file (or a local `--audit-log` file) with `enclavemesh_audit::verify_with`: hash
-//! chain, per-record signatures by the boot's attested key, seq continuity, and —
-//! when the head line is present — that no record was cut off the tail. A failure
-//! names the record (seq) where the evidence is.
+//! chain, seq continuity, every record covered by a head signed with the boot's
+//! attested key, and (against a fetched head) that no record was cut off the tail.
+//! A failure names the record (seq) where the evidence is.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,17 +51,14 @@ enum AuditCommand {
         /// With --attestation-root: require this PCR0 (96 hex chars) in every boot.
         #[arg(long, requires = "attestation_root")]
         expect_pcr0: Option<String>,
-        /// Fail if the file has no signed head (a cut-off tail is then undetectable).
-        #[arg(long)]
-        require_head: bool,
     },
 }
 
 pub async fn run(args: &AuditArgs, json: bool) -> anyhow::Result<u8> {
     match &args.command {
         AuditCommand::Fetch { agent, from_seq, rpc_timeout_secs } => fetch(agent, *from_seq, *rpc_timeout_secs).await,
-        AuditCommand::Verify { file, attestation_root, expect_pcr0, require_head } => {
-            verify(file, attestation_root.as_ref(), expect_pcr0.as_deref(), *require_head, json)
+        AuditCommand::Verify { file, attestation_root, expect_pcr0 } => {
+            verify(file, attestation_root.as_ref(), expect_pcr0.as_deref(), json)
         }
     }
 }
@@ -78,11 +75,21 @@ async fn fetch(agent: &Address, from_seq: u64, timeout_secs: u64) -> anyhow::Res
             .await
             .with_context(|| format!("AuditLog on the agent at {agent}"))?
             .into_inner();
-        let got = resp.records.len() as u64;
+        let got = resp.records.len();
         for r in &resp.records {
+            // Records evicted from enclave memory are skipped by the agent: say so
+            // (verify will report them removed) and carry on from what it sent.
+            let seq = serde_json::from_str::<serde_json::Value>(r).ok().and_then(|v| v["seq"].as_u64()).unwrap_or(next);
+            if seq > next {
+                eprintln!(
+                    "warning: records seq {next}..={} are no longer in the agent's memory (evicted past --audit-max-records); \
+                     fetch more often, or keep earlier exports",
+                    seq - 1
+                );
+            }
             println!("{r}");
+            next = next.max(seq + 1);
         }
-        next += got;
         if got == 0 || next >= resp.next_seq {
             break resp.head;
         }
@@ -96,7 +103,6 @@ fn verify(
     file: &PathBuf,
     root: Option<&PathBuf>,
     expect_pcr0: Option<&str>,
-    require_head: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -110,16 +116,7 @@ fn verify(
         }
         None => None,
     };
-    let result = enclavemesh_audit::verify_with(text.lines(), verifier.as_ref()).and_then(|s| {
-        if require_head && !s.head_checked {
-            Err(enclavemesh_audit::AuditError::BadHead {
-                reason: "no head line (--require-head): fetch with `enclavemesh audit fetch`".into(),
-            })
-        } else {
-            Ok(s)
-        }
-    });
-    match result {
+    match enclavemesh_audit::verify_with(text.lines(), verifier.as_ref()) {
         Ok(s) => {
             if json {
                 let segments: Vec<_> = s
@@ -132,14 +129,14 @@ fn verify(
                     .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"event": "audit_verified", "records": s.records, "boots": segments, "head_checked": s.head_checked})
+                    serde_json::json!({"event": "audit_verified", "records": s.records, "boots": segments, "signed_heads": s.heads})
                 );
             } else {
                 println!(
-                    "OK: {} records in {} boot(s); tail {}",
+                    "OK: {} records in {} boot(s), every one covered by a head signed in the enclave ({} head(s))",
                     s.records,
                     s.segments.len(),
-                    if s.head_checked { "checked against the agent's signed head" } else { "NOT checked (no head line)" }
+                    s.heads
                 );
                 for g in &s.segments {
                     println!(

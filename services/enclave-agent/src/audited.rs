@@ -1,4 +1,5 @@
-//! The audit layer: every Init/Process/Reveal leaves a signed, hash-chained record.
+//! The audit layer: every Init/Process/Reveal leaves a hash-chained record, covered
+//! by heads the agent signs off the request path.
 //!
 //! [`Audited`] wraps the [`Agent`] as the served `AgentService`, so each handler's
 //! outcome is recorded in one place whatever path it returned by (including
@@ -14,6 +15,8 @@ use enclavemesh_audit::{AuditTrail, Entry, Event, HeadLine};
 use enclavemesh_proto::v1::agent_service_server::AgentService;
 use enclavemesh_proto::v1::*;
 use enclavemesh_sealing::{KeyRing, envelope_sha256};
+use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// Records per AuditLog page by default, and at most (each record is well under
@@ -24,7 +27,7 @@ pub const AUDIT_PAGE_MAX: usize = 2000;
 /// Starts this boot's trail: a fresh signing key and record 0 carrying an
 /// attestation document whose user_data binds it, plus the key versions released.
 pub fn boot_trail(cfg: &Config, identity: &EnclaveIdentity, ring: &KeyRing) -> anyhow::Result<AuditTrail> {
-    let trail = AuditTrail::new(&cfg.name, cfg.audit_log.as_deref())?;
+    let trail = AuditTrail::new(&cfg.name, cfg.audit_log.as_deref())?.with_max_records(cfg.audit_max_records);
     let doc = identity.nsm.attestation(
         Some(&trail.signing_key_binding()),
         None,
@@ -41,6 +44,25 @@ pub fn boot_trail(cfg: &Config, identity: &EnclaveIdentity, ring: &KeyRing) -> a
         ),
     )?;
     Ok(trail)
+}
+
+/// Signs the local `--audit-log`'s new records at most once per `every`. A P-384
+/// signature costs about a millisecond of CPU: too much for every call, nothing
+/// once a second. Holds only a weak reference, so it never keeps a trail alive.
+pub fn spawn_checkpoints(trail: &Arc<AuditTrail>, every: Duration) -> tokio::task::JoinHandle<()> {
+    let trail = Arc::downgrade(trail);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(t) = trail.upgrade() else { break };
+            // Off the runtime's worker threads: it is CPU work.
+            if tokio::task::spawn_blocking(move || t.checkpoint()).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// One AuditLog page.

@@ -89,6 +89,19 @@ pub struct Config {
     #[arg(long, env = "AGENT_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
+    /// How often new records in --audit-log are signed (a checkpoint line). Signing
+    /// is kept off the request path; records newer than the last checkpoint verify
+    /// once the next one is written (or with `enclavemesh audit fetch`).
+    #[arg(long, env = "AGENT_AUDIT_CHECKPOINT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub audit_checkpoint_ms: u64,
+
+    /// Audit records kept in enclave memory (besides the bootstrap record), ~0.5 KB
+    /// each. Older ones are evicted; export with `enclavemesh audit fetch` at least
+    /// this often, or `audit verify` reports the evicted records as removed.
+    #[arg(long, env = "AGENT_AUDIT_MAX_RECORDS", default_value_t = enclavemesh_audit::DEFAULT_MAX_RECORDS,
+        value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+    pub audit_max_records: usize,
+
     /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
     #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
     pub key_id: String,

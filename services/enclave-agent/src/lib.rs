@@ -40,6 +40,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
     .await?;
     tracing::info!(versions = ?ring.versions(), "key ring ready");
     let audit = Arc::new(audited::boot_trail(&cfg, &identity, &ring)?);
+    let checkpoints = cfg
+        .audit_log
+        .is_some()
+        .then(|| audited::spawn_checkpoints(&audit, Duration::from_millis(cfg.audit_checkpoint_ms)));
+    let trail = Arc::clone(&audit);
 
     let agent = service::Agent {
         name: cfg.name.clone(),
@@ -55,7 +60,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyh
 
     let listener = enclavemesh_transport::bind(&cfg.listen).await?;
     tracing::info!(listen = %listener.local_addr(), kind = ?cfg.kind, "serving AgentService");
-    serve(agent, &cfg, listener, shutdown).await
+    let served = serve(agent, &cfg, listener, shutdown).await;
+    if let Some(task) = checkpoints {
+        task.abort();
+    }
+    trail.checkpoint();
+    served
 }
 
 /// The sidecar client: a lazy channel wrapped in a client span per call, which also

@@ -171,8 +171,8 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     let tracer_provider = tracer_builder.build();
     let tracer = tracer_provider.tracer("enclavemesh");
 
-    // Colours only on the real stderr, never into a captured writer.
-    let ansi = config.log_writer.is_none();
+    // Colours only on a terminal: never into a captured writer, a file or journald.
+    let ansi = config.log_writer.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let writer = config
         .log_writer
         .unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr));
