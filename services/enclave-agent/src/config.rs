@@ -99,7 +99,7 @@ pub struct Config {
     /// each. Older ones are evicted; export with `enclavemesh audit fetch` at least
     /// this often, or `audit verify` reports the evicted records as removed.
     #[arg(long, env = "AGENT_AUDIT_MAX_RECORDS", default_value_t = enclavemesh_audit::DEFAULT_MAX_RECORDS,
-        value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_max_records: usize,
 
     /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
