@@ -8,11 +8,12 @@
 
 use crate::enclave::EnclaveIdentity;
 use crate::tsk_file::EncryptedTsk;
-use enclavemesh_proto::v1::ForwardDecryptRequest;
+use enclavemesh_proto::v1::{AgentConfigRequest, AgentConfigResponse, ForwardDecryptRequest};
 use crate::service::SidecarClient;
 use enclavemesh_sealing::{KeyRing, Tsk};
+use std::future::Future;
 use std::time::{Duration, Instant};
-use tonic::Code;
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -27,6 +28,10 @@ pub enum BootstrapError {
     Rejected { version: u32, code: Code, message: String },
     #[error("gave up after {secs}s: the kms-sidecar at {sidecar} stayed unavailable ({last}). Start it (systemctl start enclavemesh-kms-sidecar, or scripts/dev.sh up) and check the vsock CID/port")]
     SidecarUnavailable { secs: u64, sidecar: String, last: String },
+    #[error("the kms-sidecar at {sidecar} gave no agent configuration ({code:?}: {message}). This agent runs with --config-from-sidecar (the enclave image sets it): give the sidecar --agent-role CID=NAME:KIND and --agent-tsk-file")]
+    NoAgentConfig { sidecar: String, code: Code, message: String },
+    #[error("the kms-sidecar at {sidecar} assigned kind '{kind}'; this agent knows ledger-init and interest. Fix the sidecar's --agent-role")]
+    BadAgentKind { sidecar: String, kind: String },
     #[error("the TSK file lists no key versions")]
     NoVersions,
     #[error("attestation failed: {0}")]
@@ -42,41 +47,23 @@ pub fn is_transient(code: Code) -> bool {
     matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::ResourceExhausted | Code::Aborted | Code::Cancelled)
 }
 
-/// Asks KMS (via the sidecar) to decrypt `blob` to us; returns the plaintext held in
-/// zeroizing memory. Retries transient errors until `deadline`.
-pub async fn decrypt_for_enclave(
-    identity: &EnclaveIdentity,
-    client: &mut SidecarClient,
+/// Calls the sidecar until it answers, refuses for good, or `deadline` passes.
+/// Transient statuses (sidecar restarting, KMS unreachable) back off 100 ms → 5 s;
+/// the last attempt is made at the deadline, so the agent waits the whole
+/// --bootstrap-timeout-secs. `Ok(Err(status))` is a final (non-transient) refusal
+/// for the caller to explain; `Err` is a local failure or giving up.
+pub async fn retry_transient<T, Fut>(
     sidecar: &str,
-    key_id: &str,
-    blob: &[u8],
-    version: u32,
     deadline: Instant,
-) -> Result<(String, zeroize::Zeroizing<Vec<u8>>), BootstrapError> {
+    mut call: impl FnMut() -> Fut,
+) -> Result<Result<T, Status>, BootstrapError>
+where
+    Fut: Future<Output = Result<Result<T, Status>, BootstrapError>>,
+{
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let doc = identity.attest_for_kms()?;
-        let req = ForwardDecryptRequest {
-            ciphertext_blob: blob.to_vec(),
-            key_id: key_id.to_string(),
-            attestation_document: doc,
-        };
-        match client.decrypt(req).await {
-            Ok(resp) => {
-                let resp = resp.into_inner();
-                return Ok((resp.key_id, identity.key.unwrap(&resp.ciphertext_for_recipient)?));
-            }
-            Err(status) if status.code() == Code::PermissionDenied => {
-                return Err(BootstrapError::AccessDenied {
-                    version,
-                    pcr0: identity.pcr0_hex.clone(),
-                    kms_message: status.message().to_string(),
-                });
-            }
-            // Back off, but never past the deadline: the last attempt is made at the
-            // deadline, so the agent waits the whole --bootstrap-timeout-secs, not up to
-            // one backoff (5 s) less.
+        match call().await? {
             Err(status) if is_transient(status.code()) && Instant::now() < deadline => {
                 let wait = backoff.min(deadline.saturating_duration_since(Instant::now()));
                 tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = wait.as_millis() as u64, "sidecar/KMS not ready; retrying");
@@ -90,14 +77,61 @@ pub async fn decrypt_for_enclave(
                     last: format!("{:?}: {}", status.code(), status.message()),
                 });
             }
-            Err(status) => {
-                return Err(BootstrapError::Rejected {
-                    version,
-                    code: status.code(),
-                    message: status.message().to_string(),
-                });
-            }
+            done => return Ok(done),
         }
+    }
+}
+
+/// The agent's role and encrypted-TSK file from the parent (`--config-from-sidecar`):
+/// an enclave takes no flags or environment, so this is how it learns them.
+pub async fn fetch_agent_config(
+    client: &mut SidecarClient,
+    sidecar: &str,
+    deadline: Instant,
+) -> Result<AgentConfigResponse, BootstrapError> {
+    let answer = retry_transient(sidecar, deadline, || {
+        let mut client = client.clone();
+        async move { Ok(client.get_agent_config(AgentConfigRequest {}).await.map(tonic::Response::into_inner)) }
+    })
+    .await?;
+    answer.map_err(|status| BootstrapError::NoAgentConfig {
+        sidecar: sidecar.to_string(),
+        code: status.code(),
+        message: status.message().to_string(),
+    })
+}
+
+/// Asks KMS (via the sidecar) to decrypt `blob` to us; returns the plaintext held in
+/// zeroizing memory. Retries transient errors until `deadline`.
+pub async fn decrypt_for_enclave(
+    identity: &EnclaveIdentity,
+    client: &mut SidecarClient,
+    sidecar: &str,
+    key_id: &str,
+    blob: &[u8],
+    version: u32,
+    deadline: Instant,
+) -> Result<(String, zeroize::Zeroizing<Vec<u8>>), BootstrapError> {
+    let answer = retry_transient(sidecar, deadline, || {
+        let mut client = client.clone();
+        // A fresh document per attempt: KMS checks its freshness.
+        let doc = identity.attest_for_kms();
+        let req = doc.map(|doc| ForwardDecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            key_id: key_id.to_string(),
+            attestation_document: doc,
+        });
+        async move { Ok(client.decrypt(req?).await.map(tonic::Response::into_inner)) }
+    })
+    .await?;
+    match answer {
+        Ok(resp) => Ok((resp.key_id, identity.key.unwrap(&resp.ciphertext_for_recipient)?)),
+        Err(status) if status.code() == Code::PermissionDenied => Err(BootstrapError::AccessDenied {
+            version,
+            pcr0: identity.pcr0_hex.clone(),
+            kms_message: status.message().to_string(),
+        }),
+        Err(status) => Err(BootstrapError::Rejected { version, code: status.code(), message: status.message().to_string() }),
     }
 }
 

@@ -68,6 +68,13 @@ pub struct Config {
     #[arg(long, env = "KMS_SIDECAR_ADDR", default_value = "vsock://3:8000")]
     pub sidecar: Address,
 
+    /// Take the agent name, kind, TSK file and key id from the kms-sidecar at boot
+    /// (its GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an
+    /// enclave gets no flags or environment from nitro-cli, so the enclave image sets
+    /// this. --name/--kind/--tsk-file/--key-id are then ignored.
+    #[arg(long, env = "AGENT_CONFIG_FROM_SIDECAR")]
+    pub config_from_sidecar: bool,
+
     /// File with the KMS-encrypted TSK: one base64 CiphertextBlob (version 1) or lines
     /// `v<N>:<base64>` for several versions (written by scripts/setup-kms.sh).
     #[arg(long, env = "AGENT_TSK_FILE")]

@@ -19,16 +19,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Starts the enclave identity, releases the TSK, and serves until `shutdown`.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let tsk_path = cfg
-        .tsk_file
-        .clone()
-        .context("--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh")?;
-    let versions = tsk_file::without_retired(tsk_file::read(&tsk_path)?, &cfg.retired_key_versions)?;
+pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let mut sidecar = sidecar_client(&cfg.sidecar)?;
+    let versions = if cfg.config_from_sidecar {
+        let deadline = std::time::Instant::now() + Duration::from_secs(cfg.bootstrap_timeout_secs);
+        let given = bootstrap::fetch_agent_config(&mut sidecar, &cfg.sidecar.to_string(), deadline).await?;
+        cfg.kind = <config::AgentKind as clap::ValueEnum>::from_str(&given.kind, false).map_err(|_| {
+            bootstrap::BootstrapError::BadAgentKind { sidecar: cfg.sidecar.to_string(), kind: given.kind.clone() }
+        })?;
+        cfg.name = given.name;
+        cfg.key_id = given.key_id;
+        tracing::info!(agent = %cfg.name, kind = ?cfg.kind, "agent configuration from the kms-sidecar");
+        tsk_file::parse(&given.tsk_file, "the TSK file from the kms-sidecar")?
+    } else {
+        let tsk_path = cfg.tsk_file.clone().context(
+            "--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh \
+             (in an enclave, use --config-from-sidecar)",
+        )?;
+        tsk_file::read(&tsk_path)?
+    };
+    let versions = tsk_file::without_retired(versions, &cfg.retired_key_versions)?;
     let identity = Arc::new(enclave::EnclaveIdentity::create(&cfg)?);
     tracing::info!(agent = %cfg.name, nsm = identity.nsm.kind(), pcr0 = %identity.pcr0_hex, "enclave identity ready");
 
-    let mut sidecar = sidecar_client(&cfg.sidecar)?;
     let ring = bootstrap::release_tsk(
         &identity,
         &mut sidecar,

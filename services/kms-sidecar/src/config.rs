@@ -31,4 +31,31 @@ pub struct Config {
     /// Timeout for one KMS call, in milliseconds.
     #[arg(long, env = "KMS_SIDECAR_KMS_TIMEOUT_MS", default_value_t = 10_000)]
     pub kms_timeout_ms: u64,
+
+    /// Role of the enclave at a vsock CID, handed to it at boot (GetAgentConfig):
+    /// `CID=NAME:KIND`, e.g. `16=agent-a:ledger-init`; `*=NAME:KIND` for any caller no
+    /// CID entry matches. Repeat the flag, or comma-separate in the env var. An enclave
+    /// cannot take flags or environment, so this is how one image plays several agents.
+    #[arg(long = "agent-role", env = "KMS_SIDECAR_AGENT_ROLES", value_delimiter = ',', value_name = "CID=NAME:KIND")]
+    pub agent_roles: Vec<crate::agent_config::AgentRole>,
+
+    /// Encrypted-TSK file (scripts/setup-kms.sh's encrypted-tsk.b64) handed to enclaves
+    /// with their role. KMS ciphertext only: releasing it still takes an attestation.
+    #[arg(long, env = "KMS_SIDECAR_AGENT_TSK_FILE")]
+    pub agent_tsk_file: Option<std::path::PathBuf>,
+
+    /// KMS key id/ARN handed to enclaves with their role (optional: KMS infers it).
+    #[arg(long, env = "KMS_SIDECAR_AGENT_KEY_ID", default_value = "")]
+    pub agent_key_id: String,
+}
+
+impl Config {
+    /// What GetAgentConfig hands out.
+    pub fn agent_directory(&self) -> crate::agent_config::AgentDirectory {
+        crate::agent_config::AgentDirectory {
+            roles: self.agent_roles.clone(),
+            tsk_file: self.agent_tsk_file.clone(),
+            key_id: self.agent_key_id.clone(),
+        }
+    }
 }

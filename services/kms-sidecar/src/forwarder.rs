@@ -4,9 +4,10 @@ use crate::kms_error::to_status;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyEncryptionMechanism, RecipientInfo};
 use enclavemesh_proto::v1::kms_forwarder_server::KmsForwarder;
+use crate::agent_config::AgentDirectory;
 use enclavemesh_proto::v1::{
-    ForwardDecryptRequest, ForwardDecryptResponse, ForwardGenerateDataKeyRequest,
-    ForwardGenerateDataKeyResponse,
+    AgentConfigRequest, AgentConfigResponse, ForwardDecryptRequest, ForwardDecryptResponse,
+    ForwardGenerateDataKeyRequest, ForwardGenerateDataKeyResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -21,11 +22,18 @@ pub const MAX_CIPHERTEXT_BLOB_BYTES: usize = 6144;
 pub struct Forwarder {
     kms: aws_sdk_kms::Client,
     endpoint: String,
+    agents: AgentDirectory,
 }
 
 impl Forwarder {
     pub fn new(kms: aws_sdk_kms::Client, endpoint: String) -> Self {
-        Self { kms, endpoint }
+        Self { kms, endpoint, agents: AgentDirectory::default() }
+    }
+
+    /// Roles and TSK file handed to enclaves at boot.
+    pub fn with_agents(mut self, agents: AgentDirectory) -> Self {
+        self.agents = agents;
+        self
     }
 }
 
@@ -90,6 +98,17 @@ fn plaintext_leak(op: &str) -> Status {
 
 #[tonic::async_trait]
 impl KmsForwarder for Forwarder {
+    async fn get_agent_config(
+        &self,
+        request: Request<AgentConfigRequest>,
+    ) -> Result<Response<AgentConfigResponse>, Status> {
+        let peer = request
+            .extensions()
+            .get::<enclavemesh_transport::ConnInfo>()
+            .and_then(|i| i.peer.clone());
+        self.agents.config_for(peer.as_ref()).map(Response::new)
+    }
+
     #[tracing::instrument(skip_all, fields(op = "Decrypt", blob_len, doc_len, outcome))]
     async fn decrypt(
         &self,

@@ -3,6 +3,7 @@
 //! The same code runs in production (real KMS, credentials from IMDSv2) and in dev
 //! (the kms-emulator via endpoint override): only configuration differs.
 
+pub mod agent_config;
 pub mod config;
 pub mod forwarder;
 pub mod kms_error;
@@ -40,7 +41,7 @@ pub async fn serve(
         .kms_endpoint
         .clone()
         .unwrap_or_else(|| "the AWS KMS regional endpoint".to_string());
-    let service = KmsForwarderServer::new(forwarder::Forwarder::new(client, endpoint))
+    let service = KmsForwarderServer::new(forwarder::Forwarder::new(client, endpoint).with_agents(cfg.agent_directory()))
         .max_decoding_message_size(64 * 1024);
     tonic::transport::Server::builder()
         .timeout(Duration::from_millis(cfg.kms_timeout_ms + 2_000))
