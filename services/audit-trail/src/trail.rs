@@ -136,17 +136,21 @@ impl AuditTrail {
     /// Evicted records are skipped: the first record returned may be later than
     /// `from_seq` (compare its `seq`).
     pub fn fetch(&self, from_seq: u64, max: usize) -> Fetched {
-        let st = self.lock();
-        let mut records = Vec::new();
-        if from_seq == 0
-            && let Some(b) = &st.boot
-        {
-            records.push(b.clone());
-        }
-        let skip = usize::try_from(from_seq.saturating_sub(st.recent_first)).unwrap_or(usize::MAX);
-        let room = max.saturating_sub(records.len());
-        records.extend(st.recent.iter().skip(skip).take(room).cloned());
-        Fetched { records, head: self.head_locked(&st) }
+        let (records, head) = {
+            let st = self.lock();
+            let mut records = Vec::new();
+            if from_seq == 0
+                && let Some(b) = &st.boot
+            {
+                records.push(b.clone());
+            }
+            let skip = usize::try_from(from_seq.saturating_sub(st.recent_first)).unwrap_or(usize::MAX);
+            let room = max.saturating_sub(records.len());
+            records.extend(st.recent.iter().skip(skip).take(room).cloned());
+            (records, self.unsigned_head(&st))
+        };
+        // Signed after the lock is released: calls keep being recorded meanwhile.
+        Fetched { records, head: self.signed(head) }
     }
 
     /// Seq of the oldest record after record 0 still held in memory.
@@ -156,7 +160,8 @@ impl AuditTrail {
 
     /// The signed head now.
     pub fn head(&self) -> Head {
-        self.head_locked(&self.lock())
+        let h = self.unsigned_head(&self.lock());
+        self.signed(h)
     }
 
     /// Signs the current head into the local file if records were appended since the
@@ -165,14 +170,14 @@ impl AuditTrail {
     /// the checkpoint line then lands after records it does not cover, which the
     /// verifier allows (a head covers the records before its `next_seq`).
     pub fn checkpoint(&self) -> Option<Head> {
-        let mut h = {
+        let h = {
             let st = self.lock();
             if st.file.is_none() || st.next_seq == st.file_signed_through {
                 return None;
             }
             self.unsigned_head(&st)
         };
-        h.sig = self.signer.sign(&h.canonical_bytes());
+        let h = self.signed(h);
         let mut st = self.lock();
         if h.next_seq > st.file_signed_through {
             st.file_signed_through = h.next_seq;
@@ -182,8 +187,8 @@ impl AuditTrail {
         Some(h)
     }
 
-    fn head_locked(&self, st: &State) -> Head {
-        let mut h = self.unsigned_head(st);
+    /// A P-384 signature: ~1 ms of CPU, so never while holding the lock.
+    fn signed(&self, mut h: Head) -> Head {
         h.sig = self.signer.sign(&h.canonical_bytes());
         h
     }
