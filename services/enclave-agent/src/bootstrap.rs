@@ -30,8 +30,8 @@ pub enum BootstrapError {
     SidecarUnavailable { secs: u64, sidecar: String, last: String },
     #[error("the kms-sidecar at {sidecar} gave no agent configuration ({code:?}: {message}). This agent runs with --config-from-sidecar (the enclave image sets it): give the sidecar --agent-role CID=NAME:KIND and --agent-tsk-file")]
     NoAgentConfig { sidecar: String, code: Code, message: String },
-    #[error("the kms-sidecar at {sidecar} assigned kind '{kind}'; this agent knows ledger-init and interest. Fix the sidecar's --agent-role")]
-    BadAgentKind { sidecar: String, kind: String },
+    #[error("the kms-sidecar at {sidecar} gave an unusable agent configuration: {reason}. Fix the sidecar's --agent-role CID=NAME:KIND")]
+    BadAgentConfig { sidecar: String, reason: String },
     #[error("the TSK file lists no key versions")]
     NoVersions,
     #[error("attestation failed: {0}")]

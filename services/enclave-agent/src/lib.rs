@@ -24,9 +24,13 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()> + Send) -> 
     let versions = if cfg.config_from_sidecar {
         let deadline = std::time::Instant::now() + Duration::from_secs(cfg.bootstrap_timeout_secs);
         let given = bootstrap::fetch_agent_config(&mut sidecar, &cfg.sidecar.to_string(), deadline).await?;
-        cfg.kind = <config::AgentKind as clap::ValueEnum>::from_str(&given.kind, false).map_err(|_| {
-            bootstrap::BootstrapError::BadAgentKind { sidecar: cfg.sidecar.to_string(), kind: given.kind.clone() }
-        })?;
+        let bad = |reason: String| bootstrap::BootstrapError::BadAgentConfig { sidecar: cfg.sidecar.to_string(), reason };
+        // The parent is untrusted: take only a short name and a kind this agent knows.
+        if given.name.is_empty() || given.name.len() > 64 {
+            return Err(bad(format!("agent name of {} bytes (1 to 64)", given.name.len())).into());
+        }
+        cfg.kind = <config::AgentKind as clap::ValueEnum>::from_str(&given.kind, false)
+            .map_err(|_| bad(format!("kind '{}' (this agent knows ledger-init and interest)", given.kind.chars().take(32).collect::<String>().escape_debug())))?;
         cfg.name = given.name;
         cfg.key_id = given.key_id;
         tracing::info!(agent = %cfg.name, kind = ?cfg.kind, "agent configuration from the kms-sidecar");
