@@ -28,7 +28,7 @@ usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 DEV_DIR=$(em_dev_dir)
 RUN_DIR="$DEV_DIR/run"
 PIDS="$RUN_DIR/pids"
-BIN="${CARGO_TARGET_DIR:-$EM_ROOT/target}/debug"
+BIN="$(em_bin_dir)"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 KMS_EMULATOR_PORT="${KMS_EMULATOR_PORT:-4599}"

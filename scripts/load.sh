@@ -28,7 +28,7 @@ done
 
 DEV_DIR=$(em_dev_dir)
 PIDS="$DEV_DIR/run/pids"
-BIN="${CARGO_TARGET_DIR:-$EM_ROOT/target}/debug"
+BIN="$(em_bin_dir)"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-http://127.0.0.1:$TEMPORAL_PORT}"
 

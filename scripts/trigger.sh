@@ -32,30 +32,28 @@ and compare PCR0 with .Measurements.PCR0 of build/enclave.eif.json.
   (more: 'enclavemesh verify --help')
 Prints one PASS/FAIL line per check; exits nonzero naming the failed checks.
 
-The CLI binary: \$ENCLAVEMESH_BIN if set, else target/release/enclavemesh if
-built, else target/debug/enclavemesh (built on demand with cargo).
+The CLI binary: \$ENCLAVEMESH_BIN if set, else the dev build
+\${CARGO_TARGET_DIR:-target}/debug/enclavemesh (cargo build on demand).
 EOF
 }
 
 find_bin() {
     if [[ -n "${ENCLAVEMESH_BIN:-}" ]]; then
         [[ -x "$ENCLAVEMESH_BIN" ]] || em_die "ENCLAVEMESH_BIN=$ENCLAVEMESH_BIN is not an executable" \
-            "point it at the enclavemesh binary, or unset it to use target/{release,debug}/enclavemesh"
+            "point it at the enclavemesh binary, or unset it to use the dev build"
         printf '%s\n' "$ENCLAVEMESH_BIN"
         return
     fi
+    # The dev build, like scripts/dev.sh; rebuilt on demand (a no-op when current), so
+    # a stale binary never answers for the code checked out.
     local b
-    for b in "$EM_ROOT/target/release/enclavemesh" "$EM_ROOT/target/debug/enclavemesh"; do
-        if [[ -x "$b" ]]; then
-            printf '%s\n' "$b"
-            return
-        fi
-    done
-    em_require_cmd cargo "install Rust (https://rustup.rs), or set ENCLAVEMESH_BIN"
-    em_info "building the enclavemesh CLI (cargo build -p enclavemesh-cli)"
-    (cd "$EM_ROOT" && cargo build -q -p enclavemesh-cli >&2) ||
-        em_die "cargo build -p enclavemesh-cli failed" "fix the build errors above"
-    printf '%s\n' "$EM_ROOT/target/debug/enclavemesh"
+    b="$(em_bin_dir)/enclavemesh"
+    if command -v cargo >/dev/null 2>&1; then
+        (cd "$EM_ROOT" && cargo build -q -p enclavemesh-cli >&2) ||
+            em_die "cargo build -p enclavemesh-cli failed" "fix the build errors above, or set ENCLAVEMESH_BIN"
+    fi
+    [[ -x "$b" ]] || em_die "no enclavemesh CLI at $b" "install Rust (https://rustup.rs) so it can be built, or set ENCLAVEMESH_BIN"
+    printf '%s\n' "$b"
 }
 
 verify=0

@@ -62,6 +62,11 @@ em_repo_root() {
 
 EM_ROOT="${EM_ROOT:-$(em_repo_root)}"
 
+# Where cargo puts the dev builds the scripts run: $CARGO_TARGET_DIR honoured.
+em_bin_dir() {
+    printf '%s\n' "${CARGO_TARGET_DIR:-$EM_ROOT/target}/debug"
+}
+
 # $ENCLAVEMESH_DEV_DIR, default .dev/ at the repo root (see docs/CONVENTIONS.md).
 em_dev_dir() {
     printf '%s\n' "${ENCLAVEMESH_DEV_DIR:-$EM_ROOT/.dev}"
