@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use enclavemesh_worker::SecureStateLoop;
-use enclavemesh_worker::connect::{connect, default_identity};
+use enclavemesh_worker::connect::{connect_with_retry, default_identity};
 use enclavemesh_worker::types::{WorkflowInput, WorkflowOutput};
 use serde::Serialize;
 use serde_json::json;
@@ -170,7 +170,7 @@ fn agent_memory(name: &str, pid: u32) -> AgentMemory {
 /// Runs the load and prints the report; the exit code says whether it was clean.
 pub async fn run(address: &str, namespace: &str, task_queue: &str, args: &LoadArgs, json_out: bool) -> anyhow::Result<u8> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
-    let client = connect(address, namespace, &default_identity("enclavemesh-load")).await?;
+    let client = connect_with_retry(address, namespace, &default_identity("enclavemesh-load"), Duration::from_secs(5)).await?;
     let prefix = args.id_prefix.clone().unwrap_or_else(|| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         format!("load-{}-{}", now.as_secs(), std::process::id())

@@ -18,7 +18,7 @@ use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::{RevealRequest, SealedEnvelope};
 use enclavemesh_transport::Address;
 use enclavemesh_worker::SecureStateLoop;
-use enclavemesh_worker::connect::{connect, default_identity};
+use enclavemesh_worker::connect::{connect_with_retry, default_identity};
 use enclavemesh_worker::failure::classify_status;
 use enclavemesh_worker::history::completed_steps;
 use enclavemesh_worker::types::{
@@ -198,8 +198,12 @@ fn ui_link(cfg: &Config, workflow_id: &str) -> String {
     format!("{}/namespaces/{}/workflows/{}", cfg.ui_url.trim_end_matches('/'), cfg.namespace, workflow_id)
 }
 
+/// A few seconds of retries cover a server that is still starting; a server that is
+/// down still fails fast enough to read the error.
+const CONNECT_RETRY_FOR: Duration = Duration::from_secs(5);
+
 async fn client(cfg: &Config) -> anyhow::Result<Client> {
-    Ok(connect(&cfg.temporal_address, &cfg.namespace, &default_identity("enclavemesh-cli")).await?)
+    Ok(connect_with_retry(&cfg.temporal_address, &cfg.namespace, &default_identity("enclavemesh-cli"), CONNECT_RETRY_FOR).await?)
 }
 
 async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {

@@ -34,6 +34,25 @@ pub async fn connect(addr: &str, namespace: &str, identity: &str) -> Result<Clie
     Client::new(connection, ClientOptions::new(namespace.to_string()).build()).map_err(|e| ConnectError::Client(e.to_string()))
 }
 
+/// Connects, retrying for up to `retry_for` (backoff 200 ms → 5 s): a dev server that
+/// was just started accepts TCP before its frontend is healthy ("Frontend is not
+/// healthy yet"), and a worker may start before the server. The last error is returned.
+pub async fn connect_with_retry(addr: &str, namespace: &str, identity: &str, retry_for: Duration) -> Result<Client, ConnectError> {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match connect(addr, namespace, identity).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, retry_in = ?delay, "Temporal not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// `pid@host`, the identity Temporal shows for this process.
 pub fn default_identity(program: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();

@@ -8,7 +8,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use temporalio_sdk::runtime::RuntimeOptions;
 
 use crate::activities::{ActivitiesError, AgentActivities};
-use crate::connect::{ConnectError, connect, default_identity};
+use crate::connect::{ConnectError, connect_with_retry, default_identity};
 use crate::workflow::SecureStateLoop;
 
 /// Everything the worker needs; the binary fills it from flags/env, tests directly.
@@ -40,31 +40,15 @@ pub enum WorkerError {
     Run(String),
 }
 
-async fn connect_with_retry(s: &WorkerSettings) -> Result<temporalio_client::Client, ConnectError> {
-    let deadline = tokio::time::Instant::now() + s.connect_retry_for;
-    let mut delay = Duration::from_millis(200);
-    let identity = default_identity("enclavemesh-worker");
-    loop {
-        match connect(&s.temporal_address, &s.namespace, &identity).await {
-            Ok(c) => return Ok(c),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, retry_in = ?delay, "Temporal not reachable yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Connects, registers `SecureStateLoop` + `InitState`/`ProcessState`, polls until
 /// `shutdown` resolves, then drains in-flight tasks and returns.
 pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
     let activities = AgentActivities::new(&settings.agent_a, &settings.agent_b, settings.rpc_timeout)?;
     let runtime = Runtime::from_current_tokio(RuntimeOptions::default()).map_err(|e| WorkerError::Runtime(e.to_string()))?;
     tokio::pin!(shutdown);
+    let identity = default_identity("enclavemesh-worker");
     let client = tokio::select! {
-        c = connect_with_retry(&settings) => c?,
+        c = connect_with_retry(&settings.temporal_address, &settings.namespace, &identity, settings.connect_retry_for) => c?,
         () = &mut shutdown => return Ok(()),
     };
     let options = WorkerOptions::new(settings.task_queue.clone())
