@@ -95,9 +95,11 @@ NOTES = """## Reading the results
   the agent's full stack (trace layer, timeout, concurrency limit, handshake
   deadline) answering the same `Describe` is the "gRPC floor". What the enclave's own
   work adds on top — open, logic, seal, audit record — is the "Process above the
-  floor" row. The 3x-raw target cannot be met by any HTTP/2 gRPC server on this
-  machine; meeting it would mean leaving gRPC for a bespoke framing on the vsock hop,
-  which the contracts (tonic `AgentService`, grpcurl through the bridge) rule out.
+  floor" row. Since a bare tonic server alone measures 3-7x raw across runs here, the
+  3x-raw target is out of reach for tonic on this machine; meeting it would mean
+  leaving gRPC for a bespoke framing on the vsock hop, which the contracts (tonic
+  `AgentService`, grpcurl through the bridge) rule out. Run-to-run noise on the hop
+  rows is about ±30% on this shared 2-core VM.
   What was fixed: the audit trail signed every record with P-384 on the request path
   (~1 ms, p50 1.3 ms / p99 1.6 ms); heads are now signed off the path, and the
   per-call `info` log line (~50 µs) is `debug`.
