@@ -547,6 +547,21 @@ fn recipient_into(
     }
 }
 
+/// How a secret leaves KMS: wrapped to the attested enclave's key when the request
+/// carried a Recipient (`CiphertextForRecipient`, and never `Plaintext`), else in
+/// plaintext. The one place Decrypt, GenerateDataKey and GenerateRandom decide it.
+fn release(
+    out: &mut Value,
+    recipient: Option<&VerifiedRecipient>,
+    secret: &[u8],
+) -> Result<(), KmsError> {
+    match recipient {
+        Some(r) => out["CiphertextForRecipient"] = json!(r.wrap(secret)?),
+        None => out["Plaintext"] = json!(B64.encode(secret)),
+    }
+    Ok(())
+}
+
 fn decrypt(
     em: &Emulator,
     caller: &Caller,
@@ -588,10 +603,7 @@ fn decrypt(
     let plaintext = blob::open(&blob, &key.material, &ctx_map)
         .map_err(|e| KmsError::invalid_ciphertext(e.to_string()))?;
     let mut out = json!({ "KeyId": key.arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT" });
-    match recipient {
-        Some(r) => out["CiphertextForRecipient"] = json!(r.wrap(&plaintext)?),
-        None => out["Plaintext"] = json!(B64.encode(plaintext.as_slice())),
-    }
+    release(&mut out, recipient.as_ref(), &plaintext)?;
     Ok(out)
 }
 
@@ -652,10 +664,7 @@ fn generate_data_key(
     let blob = blob::seal(&key.key_id, &key.material, &data_key, &ctx_map);
     let mut out = json!({ "CiphertextBlob": B64.encode(blob), "KeyId": key.arn });
     if with_plaintext {
-        match recipient {
-            Some(r) => out["CiphertextForRecipient"] = json!(r.wrap(&data_key)?),
-            None => out["Plaintext"] = json!(B64.encode(data_key.as_slice())),
-        }
+        release(&mut out, recipient.as_ref(), &data_key)?;
     }
     Ok(out)
 }
@@ -674,8 +683,7 @@ fn generate_random(em: &Emulator, req: &Value, audit: &mut AuditRecord) -> Resul
     let recipient = recipient_into(em, req, audit, &mut ctx)?;
     let mut bytes = Zeroizing::new(vec![0u8; n as usize]);
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    Ok(match recipient {
-        Some(r) => json!({ "CiphertextForRecipient": r.wrap(&bytes)? }),
-        None => json!({ "Plaintext": B64.encode(bytes.as_slice()) }),
-    })
+    let mut out = json!({});
+    release(&mut out, recipient.as_ref(), &bytes)?;
+    Ok(out)
 }
