@@ -191,3 +191,31 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     assert_eq!(code, 2);
     assert!(out.contains("FAILED: record seq 2 was removed"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounded_trail_evicts_the_oldest_and_fetch_and_verify_say_so() {
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (_a, sock_a) = start_agent_with(&mesh, "agent-a", "ledger-init", &pcr0, &["--audit-max-records", "2"]);
+    let mut a = client(&sock_a).await;
+    for i in 0..4 {
+        a.init(InitRequest { workflow_id: format!("wf-evict-{i}"), initial_balance: 1, rate_bps: 1, kms_encrypted_note: vec![] })
+            .await
+            .unwrap();
+    }
+    // Records 0 (bootstrap), 1..=4 (Init): the agent keeps record 0 and the newest 2.
+    let (code, out) = cli(&["audit", "fetch", "--agent", &unix(&sock_a)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records seq 1..=2 are no longer in the agent's memory"), "{out}");
+    let seqs: Vec<u64> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [0, 3, 4]);
+    let file = mesh.logs_dir().join("evicted.jsonl");
+    std::fs::write(&file, out.lines().filter(|l| l.starts_with('{')).collect::<Vec<_>>().join("\n")).unwrap();
+    let (code, v) = verify(&file, &[]);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["seq"], 1, "{v}");
+}
