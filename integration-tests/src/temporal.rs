@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 pub struct Temporal {
-    pub proc: Proc,
+    /// Behind a lock so `&self` methods (shared through an `Arc`) can check it is alive.
+    proc: std::sync::Mutex<Proc>,
     pub address: String,
     pub port: u16,
     pub ui_port: u16,
@@ -20,24 +21,29 @@ impl Temporal {
     pub fn start(dir: &Path) -> Temporal {
         let port = free_port();
         let ui_port = free_port();
-        let proc = spawn_dev_server(dir, port, ui_port);
+        let proc = std::sync::Mutex::new(spawn_dev_server(dir, port, ui_port));
         Temporal { proc, address: format!("http://127.0.0.1:{port}"), port, ui_port, dir: dir.to_path_buf() }
     }
 
     /// Stops the dev server gracefully (SIGTERM, then SIGKILL after 10 s).
     pub fn stop(&mut self) {
-        self.proc.terminate();
+        self.proc.get_mut().unwrap_or_else(|e| e.into_inner()).terminate();
     }
 
     /// Starts the dev server again on the same ports and the same db file (after [`Self::stop`]).
     pub fn start_again(&mut self) {
-        self.proc = spawn_dev_server(&self.dir, self.port, self.ui_port);
+        self.proc = std::sync::Mutex::new(spawn_dev_server(&self.dir, self.port, self.ui_port));
     }
 
     /// A restart: [`Self::stop`] then [`Self::start_again`]; workflows persist in the db file.
     pub fn restart(&mut self) {
         self.stop();
         self.start_again();
+    }
+
+    /// Panics with the dev server's exit status and log if it is no longer running.
+    pub fn assert_running(&self) {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner()).assert_running();
     }
 
     /// `temporal workflow show --output json` for a workflow: its whole event history.
@@ -48,7 +54,11 @@ impl Temporal {
             .args(["--workflow-id", workflow_id])
             .output()
             .expect("temporal workflow show");
-        assert!(out.status.success(), "workflow show failed: {}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            // A dead dev server would otherwise show up only as "connection refused".
+            self.assert_running();
+            panic!("workflow show failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

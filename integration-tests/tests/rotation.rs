@@ -91,6 +91,7 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     // (The CLI starts the workflow from its own thread: until it has, `workflow show`
     // fails, which here just means "not yet".)
     wait_for("first B step", Duration::from_secs(90), || {
+        temporal.assert_running();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| temporal.history_json(wf)))
             .is_ok_and(|h| h.matches("ProcessState").count() >= 2)
     });
