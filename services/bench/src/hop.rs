@@ -123,6 +123,54 @@ fn spawn_fake(dir: &std::path::Path, name: &str, addr: &Address) -> anyhow::Resu
     Ok(Proc::spawn(name, cmd, dir))
 }
 
+/// Waits until something listens at `addr` (a unix socket file, or a TCP port accepting).
+fn wait_listening(addr: &Address) {
+    match addr {
+        Address::Tcp(hp) => wait_for(&format!("{hp} listening"), Duration::from_secs(10), || std::net::TcpStream::connect(hp.as_str()).is_ok()),
+        Address::Unix(p) => integration_tests::wait_for_path(p, Duration::from_secs(10)),
+        Address::Vsock { .. } => {}
+    }
+}
+
+/// What every transport's measurements share.
+struct Bench<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    dir: &'a std::path::Path,
+    req: &'a ProcessRequest,
+    req_len: usize,
+    resp_len: usize,
+    warmup: usize,
+    iters: usize,
+}
+
+impl Bench<'_> {
+    /// One transport, `kind` (`unix`/`tcp`): raw echo ping-pong at `raw`, then Process and
+    /// Describe against the agent at `agent` (pid `agent_pid`, RSS sampled during the
+    /// Process run), then Describe against a bare tonic server at `bare`. Returns the
+    /// agent's peak RSS in KiB.
+    fn transport(&self, kind: &str, agent_pid: u32, agent: &Address, raw: &Address, bare: &Address) -> anyhow::Result<u64> {
+        let (warmup, iters) = (self.warmup, self.iters);
+        let _echo = spawn_echo(self.dir, &format!("echo-{kind}"), raw, self.req_len, self.resp_len)?;
+        wait_listening(raw);
+        let v = echo::client(raw, self.req_len, self.resp_len, warmup + iters)?;
+        report(&format!("raw_{kind}"), &Samples::new(v[warmup..].to_vec()));
+
+        let sampler = RssSampler::start(agent_pid);
+        let v = self.rt.block_on(async { time_hops(&mut client(agent)?, self.req, warmup, iters).await })?;
+        let peak = sampler.finish();
+        report(&format!("hop_{kind}"), &Samples::new(v));
+        let v = self.rt.block_on(async { time_floor(&mut client(agent)?, warmup, iters).await })?;
+        report(&format!("floor_{kind}"), &Samples::new(v));
+
+        // Bare tonic: the same Describe against a server with no layers at all.
+        let _bare = spawn_fake(self.dir, &format!("bare-{kind}"), bare)?;
+        wait_listening(bare);
+        let v = self.rt.block_on(async { time_floor(&mut client(bare)?, warmup, iters).await })?;
+        report(&format!("bare_{kind}"), &Samples::new(v));
+        Ok(peak)
+    }
+}
+
 fn report(prefix: &str, s: &Samples) {
     eprintln!("  {prefix}: n={} p50={:.1}us p99={:.1}us", s.len(), s.pct(50.0), s.pct(99.0));
     result(&format!("{prefix}_p50_us"), format!("{:.1}", s.pct(50.0)));
@@ -170,46 +218,11 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
     result("hop_req_bytes", req_len);
     result("hop_resp_bytes", resp_len);
 
-    // unix: raw, then gRPC
-    let raw_unix = Address::Unix(dir.join("echo.sock"));
-    let _echo_u = spawn_echo(&dir, "echo-unix", &raw_unix, req_len, resp_len)?;
-    integration_tests::wait_for_path(&dir.join("echo.sock"), Duration::from_secs(10));
-    let raw = echo::client(&raw_unix, req_len, resp_len, args.warmup + args.iters)?;
-    report("raw_unix", &Samples::new(raw[args.warmup..].to_vec()));
-
-    let sampler = RssSampler::start(agent_b.pid());
-    let v = rt.block_on(async { time_hops(&mut client(&addr_b)?, &req, args.warmup, args.iters).await })?;
-    let peak_unix = sampler.finish();
-    report("hop_unix", &Samples::new(v));
-    let v = rt.block_on(async { time_floor(&mut client(&addr_b)?, args.warmup, args.iters).await })?;
-    report("floor_unix", &Samples::new(v));
-    // Bare tonic: the same Describe against a server with no layers at all.
-    let bare_unix = Address::Unix(dir.join("bare.sock"));
-    let _bare_u = spawn_fake(&dir, "bare-unix", &bare_unix)?;
-    integration_tests::wait_for_path(&dir.join("bare.sock"), Duration::from_secs(10));
-    let v = rt.block_on(async { time_floor(&mut client(&bare_unix)?, args.warmup, args.iters).await })?;
-    report("bare_unix", &Samples::new(v));
-
-    // tcp: raw, then gRPC
-    let echo_port = free_port();
-    let raw_tcp = Address::Tcp(format!("127.0.0.1:{echo_port}"));
-    let _echo_t = spawn_echo(&dir, "echo-tcp", &raw_tcp, req_len, resp_len)?;
-    wait_for("echo tcp port", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", echo_port)).is_ok());
-    let raw = echo::client(&raw_tcp, req_len, resp_len, args.warmup + args.iters)?;
-    report("raw_tcp", &Samples::new(raw[args.warmup..].to_vec()));
-
-    let sampler = RssSampler::start(agent_tcp.pid());
-    let v = rt.block_on(async { time_hops(&mut client(&addr_tcp)?, &req, args.warmup, args.iters).await })?;
-    let peak_tcp = sampler.finish();
-    report("hop_tcp", &Samples::new(v));
-    let v = rt.block_on(async { time_floor(&mut client(&addr_tcp)?, args.warmup, args.iters).await })?;
-    report("floor_tcp", &Samples::new(v));
-    let bare_port = free_port();
-    let bare_tcp = Address::Tcp(format!("127.0.0.1:{bare_port}"));
-    let _bare_t = spawn_fake(&dir, "bare-tcp", &bare_tcp)?;
-    wait_for("bare tcp port", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", bare_port)).is_ok());
-    let v = rt.block_on(async { time_floor(&mut client(&bare_tcp)?, args.warmup, args.iters).await })?;
-    report("bare_tcp", &Samples::new(v));
+    let unix = |name: &str| Address::Unix(dir.join(format!("{name}.sock")));
+    let tcp = || Address::Tcp(format!("127.0.0.1:{}", free_port()));
+    let ctx = Bench { rt: &rt, dir: &dir, req: &req, req_len, resp_len, warmup: args.warmup, iters: args.iters };
+    let peak_unix = ctx.transport("unix", agent_b.pid(), &addr_b, &unix("echo"), &unix("bare"))?;
+    let peak_tcp = ctx.transport("tcp", agent_tcp.pid(), &addr_tcp, &tcp(), &tcp())?;
 
     result("agent_rss_hop_kib", peak_unix.max(peak_tcp));
     result("agent_rss_hwm_kib", status_kib(agent_b.pid(), "VmHWM").unwrap_or(0));
