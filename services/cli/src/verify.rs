@@ -150,18 +150,6 @@ pub fn agent_unreachable(addr: &Address, err: &dyn std::fmt::Display) -> String 
     )
 }
 
-/// Full error text, including sources (tonic hides the interesting part in them).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
-
 async fn fetch_document(args: &VerifyArgs, nonce: &[u8]) -> Result<Vec<u8>, String> {
     let channel = enclavemesh_transport::channel(&args.agent).map_err(|e| agent_unreachable(&args.agent, &e))?;
     let mut agent = AgentServiceClient::new(channel);
@@ -172,7 +160,7 @@ async fn fetch_document(args: &VerifyArgs, nonce: &[u8]) -> Result<Vec<u8>, Stri
         Ok(Ok(r)) => Ok(r.into_inner().attestation_document),
         Ok(Err(status)) if status.code() == tonic::Code::Unavailable || status.code() == tonic::Code::Unknown => {
             let detail = match std::error::Error::source(&status) {
-                Some(src) => format!("{}: {}", status.message(), chain(src)),
+                Some(src) => format!("{}: {}", status.message(), enclavemesh_transport::error_chain(src)),
                 None => status.message().to_string(),
             };
             Err(agent_unreachable(&args.agent, &detail))

@@ -37,9 +37,9 @@ where
             "KMS {op} timed out talking to {endpoint}; check network reachability of KMS from the parent"
         )),
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
-            if let Some(hint) = environment_hint(&source_chain(&err)) =>
+            if let Some(hint) = environment_hint(&enclavemesh_transport::error_chain(&err)) =>
         {
-            Status::unavailable(format!("KMS {op} via {endpoint}: {hint} ({})", source_chain(&err)))
+            Status::unavailable(format!("KMS {op} via {endpoint}: {hint} ({})", enclavemesh_transport::error_chain(&err)))
         }
         SdkError::DispatchFailure(df) => {
             let detail = if df.is_io() {
@@ -52,10 +52,10 @@ where
             Status::unavailable(format!(
                 "KMS {op}: cannot reach {endpoint} ({detail}: {}). Is the KMS endpoint (or kms-emulator in dev) running, \
                  and are credentials available (IMDSv2 on EC2)?",
-                source_chain(&err)
+                enclavemesh_transport::error_chain(&err)
             ))
         }
-        _ => Status::unavailable(format!("KMS {op} failed talking to {endpoint}: {}", source_chain(&err))),
+        _ => Status::unavailable(format!("KMS {op} failed talking to {endpoint}: {}", enclavemesh_transport::error_chain(&err))),
     }
 }
 
@@ -93,16 +93,6 @@ pub fn environment_hint(chain: &str) -> Option<&'static str> {
     None
 }
 
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
 
 #[cfg(test)]
 mod hint_tests {

@@ -112,3 +112,17 @@ fn connect_hint(addr: &Address, e: &io::Error) -> &'static str {
         _ => "",
     }
 }
+
+/// An error and all its sources, `outer: inner: innermost`. tonic, hyper and the AWS
+/// SDK keep the actionable part (connection refused, TLS, DNS) in the sources, which
+/// `Display` alone drops.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

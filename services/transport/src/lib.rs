@@ -30,6 +30,6 @@ pub use dial::{
     Connector, DEFAULT_CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, channel, dial,
     dial_timeout,
 };
-pub use error::TransportError;
+pub use error::{TransportError, error_chain};
 pub use listener::{Listener, bind};
 pub use shutdown::shutdown_signal;
