@@ -45,6 +45,12 @@ cargo build --release -p enclave-agent -p kms-sidecar -p kms-emulator -p enclave
 export ENCLAVEMESH_BIN_DIR="$target/release"
 bench="$target/release/enclavemesh-bench"
 
+# Let the build's load die down first (up to a minute): figures taken while the
+# linker still runs measure the linker.
+for _ in $(seq 30); do
+    awk '{exit !($1 < 1.0)}' /proc/loadavg && break
+    sleep 2
+done
 note load_start "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
 
 echo "==> 1. seal/open (criterion) vs openssl speed"

@@ -268,3 +268,31 @@ fn memory_is_bounded_and_evicted_records_show_as_removed() {
     lines.push(HeadLine { head: all.head }.to_line());
     assert_eq!(run(&lines).unwrap_err(), AuditError::Removed { seq: 1 });
 }
+
+#[test]
+fn memory_budget_in_bytes_evicts_oldest_and_keeps_the_newest() {
+    let f = fixture();
+    let one = {
+        let t = booted(&f, "agent-b", None);
+        t.record(Entry { step: Some(0), ..Entry::new(Event::Process) });
+        t.held_bytes()
+    };
+    assert!(one > 200, "a record costs its line plus overhead: {one}");
+    // Room for three records of this size (same agent name and fields).
+    let t = booted(&f, "agent-b", None).with_max_bytes(3 * one + one / 2);
+    for step in 0..10 {
+        t.record(Entry { step: Some(step), ..Entry::new(Event::Process) });
+        assert!(t.held_bytes() <= 3 * one + one / 2 + 8, "over budget after step {step}: {}", t.held_bytes());
+    }
+    assert_eq!(t.oldest_retained(), 8, "records 1..=7 evicted, 8..=10 kept");
+    let seqs: Vec<u64> = t.fetch(0, usize::MAX).records.iter().map(|l| serde_json::from_str::<Record>(l).unwrap().seq).collect();
+    assert_eq!(seqs, [0, 8, 9, 10]);
+
+    // A budget smaller than one record still keeps the newest one (and record 0).
+    let t = booted(&f, "agent-b", None).with_max_bytes(1);
+    for step in 0..3 {
+        t.record(Entry { step: Some(step), ..Entry::new(Event::Process) });
+    }
+    assert_eq!(t.oldest_retained(), 3);
+    assert_eq!(t.fetch(0, usize::MAX).records.len(), 2);
+}

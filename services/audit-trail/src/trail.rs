@@ -25,9 +25,22 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Records kept in enclave memory besides record 0, by default (~0.5 KB each: ~25 MB).
-/// An enclave is sized in hundreds of MiB; an unbounded trail would exhaust it.
+/// Records kept in enclave memory besides record 0, by default. An unbounded trail
+/// would exhaust the enclave; this cap alone does not bound memory (records vary in
+/// size), [`DEFAULT_MAX_BYTES`] does.
 pub const DEFAULT_MAX_RECORDS: usize = 50_000;
+
+/// Bytes of records kept in enclave memory besides record 0, by default: 8 MiB, about
+/// 15 000 records of ~0.5 KB. Sized so an agent stays within its 32 MiB footprint
+/// target (~11 MiB idle) with room for requests in flight; measured by the hop
+/// benchmark's sustained-load row (BENCHMARKS.md).
+pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
+
+/// What one held record costs: its line, the `String` header and the allocator's own
+/// overhead (one header word, rounded up), so the budget tracks real memory.
+fn held_bytes(line: &str) -> usize {
+    line.len() + std::mem::size_of::<String>() + 16
+}
 
 struct State {
     /// Record 0 (bootstrap: signing key + attestation), kept for the whole boot: without
@@ -37,9 +50,12 @@ struct State {
     recent: VecDeque<String>,
     /// Seq of `recent[0]`.
     recent_first: u64,
+    /// [`held_bytes`] of everything in `recent`.
+    recent_bytes: usize,
     /// Seq the next record gets (= records written this boot).
     next_seq: u64,
     max_records: usize,
+    max_bytes: usize,
     prev_hash: String,
     file: Option<std::fs::File>,
     /// Records of the local file covered by its last checkpoint line.
@@ -80,8 +96,10 @@ impl AuditTrail {
                 boot: None,
                 recent: VecDeque::new(),
                 recent_first: 1,
+                recent_bytes: 0,
                 next_seq: 0,
                 max_records: DEFAULT_MAX_RECORDS,
+                max_bytes: DEFAULT_MAX_BYTES,
                 prev_hash: GENESIS_HASH.to_string(),
                 file,
                 file_signed_through: 0,
@@ -95,6 +113,19 @@ impl AuditTrail {
     pub fn with_max_records(self, n: usize) -> Self {
         self.lock().max_records = n.max(1);
         self
+    }
+
+    /// Keeps at most about `n` bytes of records after record 0 in memory (always at
+    /// least the newest record); evicts like [`with_max_records`](Self::with_max_records),
+    /// whichever limit is reached first.
+    pub fn with_max_bytes(self, n: usize) -> Self {
+        self.lock().max_bytes = n;
+        self
+    }
+
+    /// Bytes the records after record 0 take in memory now (what `with_max_bytes` bounds).
+    pub fn held_bytes(&self) -> usize {
+        self.lock().recent_bytes
     }
 
     /// What the bootstrap attestation document's `user_data` must be.
@@ -243,9 +274,12 @@ impl AuditTrail {
         if st.next_seq == 0 {
             st.boot = Some(line);
         } else {
+            st.recent_bytes += held_bytes(&line);
             st.recent.push_back(line);
-            if st.recent.len() > st.max_records {
-                st.recent.pop_front();
+            while st.recent.len() > 1 && (st.recent.len() > st.max_records || st.recent_bytes > st.max_bytes) {
+                if let Some(old) = st.recent.pop_front() {
+                    st.recent_bytes -= held_bytes(&old);
+                }
                 st.recent_first += 1;
             }
         }

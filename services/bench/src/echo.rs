@@ -40,27 +40,40 @@ pub fn serve(listen: &Address, req: usize, resp: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Client side: `iters` round trips of `req` bytes out, `resp` bytes back.
-pub fn client(addr: &Address, req: usize, resp: usize, iters: usize) -> anyhow::Result<Vec<std::time::Duration>> {
-    fn run<S: Read + Write>(mut s: S, req: usize, resp: usize, iters: usize) -> anyhow::Result<Vec<std::time::Duration>> {
-        let out = vec![0xA5u8; req];
-        let mut inb = vec![0u8; resp];
-        let mut v = Vec::with_capacity(iters);
-        for _ in 0..iters {
+/// Client side: one connection, reused across rounds so every round times only round trips.
+pub struct Pinger {
+    stream: Box<dyn ReadWrite>,
+    out: Vec<u8>,
+    inb: Vec<u8>,
+}
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+impl Pinger {
+    /// Connects to the echo server at `addr`; each round trip sends `req` bytes and reads `resp`.
+    pub fn connect(addr: &Address, req: usize, resp: usize) -> anyhow::Result<Self> {
+        let stream: Box<dyn ReadWrite> = match addr {
+            Address::Unix(path) => Box::new(std::os::unix::net::UnixStream::connect(path)?),
+            Address::Tcp(hp) => {
+                let s = std::net::TcpStream::connect(hp.as_str())?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+            other => anyhow::bail!("echo: unsupported address {other}"),
+        };
+        Ok(Self { stream, out: vec![0xA5u8; req], inb: vec![0u8; resp] })
+    }
+
+    /// `n` timed round trips.
+    pub fn time(&mut self, n: usize) -> anyhow::Result<Vec<std::time::Duration>> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
             let t = std::time::Instant::now();
-            s.write_all(&out)?;
-            s.read_exact(&mut inb)?;
+            self.stream.write_all(&self.out)?;
+            self.stream.read_exact(&mut self.inb)?;
             v.push(t.elapsed());
         }
         Ok(v)
-    }
-    match addr {
-        Address::Unix(path) => run(std::os::unix::net::UnixStream::connect(path)?, req, resp, iters),
-        Address::Tcp(hp) => {
-            let s = std::net::TcpStream::connect(hp.as_str())?;
-            s.set_nodelay(true)?;
-            run(s, req, resp, iters)
-        }
-        other => anyhow::bail!("echo: unsupported address {other}"),
     }
 }

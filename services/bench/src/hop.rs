@@ -17,7 +17,7 @@ use integration_tests::{DevMesh, MeshOptions, Proc, free_port, wait_for};
 use prost::Message as _;
 use tonic::transport::Channel;
 
-use crate::rss::{RssSampler, status_kib};
+use crate::rss::{RssSampler, cpu_time, status_kib};
 use crate::stats::Samples;
 use crate::{echo, result};
 
@@ -29,6 +29,12 @@ pub struct HopArgs {
     /// Untimed round trips first (connection set-up, allocator warm-up).
     #[arg(long, default_value_t = 300)]
     warmup: usize,
+    /// Process calls of the sustained-load phase (RSS with the audit trail at its memory cap).
+    #[arg(long, default_value_t = 30_000)]
+    sustained: usize,
+    /// Interleave the series (raw, Process, Describe, bare) in this many rounds.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
     /// Grow the sealed state (one history record per Process) until its ciphertext is this big.
     #[arg(long, default_value_t = 1024)]
     state_bytes: usize,
@@ -64,33 +70,24 @@ async fn grow_state(a: &mut Client, b: &mut Client, wf: &str, bytes: usize) -> a
     Ok(env)
 }
 
-/// The gRPC floor: the same channel and deadline, a unary call with no crypto and no
-/// state (`Describe`). What `Process` costs above it is the agent's own work.
-async fn time_floor(c: &mut Client, warmup: usize, iters: usize) -> anyhow::Result<Vec<Duration>> {
-    let call = |c: &mut Client| {
+/// `n` timed unary calls of `Describe` (no crypto, no state): the gRPC floor. On the
+/// agent, what `Process` costs above it is the agent's own work.
+async fn time_describe(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
         let mut r = tonic::Request::new(DescribeRequest {});
         r.set_timeout(Duration::from_secs(10));
-        let mut c = c.clone();
-        async move { c.describe(r).await }
-    };
-    for _ in 0..warmup {
-        call(c).await?;
-    }
-    let mut v = Vec::with_capacity(iters);
-    for _ in 0..iters {
         let t = Instant::now();
-        call(c).await?;
+        c.describe(r).await?;
         v.push(t.elapsed());
     }
     Ok(v)
 }
 
-async fn time_hops(c: &mut Client, req: &ProcessRequest, warmup: usize, iters: usize) -> anyhow::Result<Vec<Duration>> {
-    for _ in 0..warmup {
-        c.process(request(req.clone())).await?;
-    }
-    let mut v = Vec::with_capacity(iters);
-    for _ in 0..iters {
+/// `n` timed `Process` calls carrying `req`.
+async fn time_process(c: &mut Client, req: &ProcessRequest, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
         let msg = req.clone();
         let t = Instant::now();
         c.process(request(msg)).await?;
@@ -141,32 +138,81 @@ struct Bench<'a> {
     resp_len: usize,
     warmup: usize,
     iters: usize,
+    rounds: usize,
+}
+
+/// The four series of one transport, and the CPU time the server used for each.
+#[derive(Default)]
+struct Series {
+    raw: Vec<Duration>,
+    hop: Vec<Duration>,
+    floor: Vec<Duration>,
+    bare: Vec<Duration>,
+    hop_cpu: Duration,
+    floor_cpu: Duration,
+    bare_cpu: Duration,
+}
+
+/// Runs `f` and adds the CPU time `pid` used meanwhile to `cpu`.
+async fn on_cpu<T>(pid: u32, cpu: &mut Duration, f: impl std::future::Future<Output = T>) -> T {
+    let before = cpu_time(pid);
+    let out = f.await;
+    *cpu += cpu_time(pid).saturating_sub(before);
+    out
 }
 
 impl Bench<'_> {
-    /// One transport, `kind` (`unix`/`tcp`): raw echo ping-pong at `raw`, then Process and
-    /// Describe against the agent at `agent` (pid `agent_pid`, RSS sampled during the
-    /// Process run), then Describe against a bare tonic server at `bare`. Returns the
-    /// agent's peak RSS in KiB.
+    /// One transport, `kind` (`unix`/`tcp`): raw echo ping-pong at `raw`, Process and
+    /// Describe against the agent at `agent` (pid `agent_pid`, RSS sampled meanwhile),
+    /// Describe against a bare tonic server at `bare`. Returns the agent's peak RSS in KiB.
+    ///
+    /// The series are interleaved in `rounds` short rounds (raw, Process, Describe, bare,
+    /// repeat) rather than run one after another: on a shared machine the load drifts
+    /// within seconds, and a ratio of figures taken minutes apart measures the drift.
     fn transport(&self, kind: &str, agent_pid: u32, agent: &Address, raw: &Address, bare: &Address) -> anyhow::Result<u64> {
-        let (warmup, iters) = (self.warmup, self.iters);
         let _echo = spawn_echo(self.dir, &format!("echo-{kind}"), raw, self.req_len, self.resp_len)?;
+        let bare_proc = spawn_fake(self.dir, &format!("bare-{kind}"), bare)?;
+        let bare_pid = bare_proc.pid();
         wait_listening(raw);
-        let v = echo::client(raw, self.req_len, self.resp_len, warmup + iters)?;
-        report(&format!("raw_{kind}"), &Samples::new(v[warmup..].to_vec()));
-
-        let sampler = RssSampler::start(agent_pid);
-        let v = self.rt.block_on(async { time_hops(&mut client(agent)?, self.req, warmup, iters).await })?;
-        let peak = sampler.finish();
-        report(&format!("hop_{kind}"), &Samples::new(v));
-        let v = self.rt.block_on(async { time_floor(&mut client(agent)?, warmup, iters).await })?;
-        report(&format!("floor_{kind}"), &Samples::new(v));
-
-        // Bare tonic: the same Describe against a server with no layers at all.
-        let _bare = spawn_fake(self.dir, &format!("bare-{kind}"), bare)?;
         wait_listening(bare);
-        let v = self.rt.block_on(async { time_floor(&mut client(bare)?, warmup, iters).await })?;
-        report(&format!("bare_{kind}"), &Samples::new(v));
+        let mut pinger = echo::Pinger::connect(raw, self.req_len, self.resp_len)?;
+        // Channels spawn their connection task: create them inside the runtime.
+        let (mut agent_c, mut bare_c) = {
+            let _rt = self.rt.enter();
+            (client(agent)?, client(bare)?)
+        };
+
+        // Untimed: connection set-up, allocator and branch-predictor warm-up on every path.
+        pinger.time(self.warmup)?;
+        self.rt.block_on(async {
+            time_process(&mut agent_c, self.req, self.warmup).await?;
+            time_describe(&mut agent_c, self.warmup).await?;
+            time_describe(&mut bare_c, self.warmup).await
+        })?;
+
+        let rounds = self.rounds.max(1);
+        let per_round = self.iters.div_ceil(rounds);
+        let sampler = RssSampler::start(agent_pid);
+        let mut s = Series::default();
+        for _ in 0..rounds {
+            s.raw.extend(pinger.time(per_round)?);
+            self.rt.block_on(async {
+                s.hop.extend(on_cpu(agent_pid, &mut s.hop_cpu, time_process(&mut agent_c, self.req, per_round)).await?);
+                s.floor.extend(on_cpu(agent_pid, &mut s.floor_cpu, time_describe(&mut agent_c, per_round)).await?);
+                s.bare.extend(on_cpu(bare_pid, &mut s.bare_cpu, time_describe(&mut bare_c, per_round)).await?);
+                anyhow::Ok(())
+            })?;
+        }
+        let peak = sampler.finish();
+        // Server CPU per call (all threads): what the latency rows cost the server itself.
+        let n = (rounds * per_round) as f64;
+        for (name, cpu) in [("hop", s.hop_cpu), ("floor", s.floor_cpu), ("bare", s.bare_cpu)] {
+            result(&format!("{name}_{kind}_cpu_us"), format!("{:.1}", cpu.as_secs_f64() * 1e6 / n));
+        }
+        report(&format!("raw_{kind}"), &Samples::new(s.raw));
+        report(&format!("hop_{kind}"), &Samples::new(s.hop));
+        report(&format!("floor_{kind}"), &Samples::new(s.floor));
+        report(&format!("bare_{kind}"), &Samples::new(s.bare));
         Ok(peak)
     }
 }
@@ -220,11 +266,21 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
 
     let unix = |name: &str| Address::Unix(dir.join(format!("{name}.sock")));
     let tcp = || Address::Tcp(format!("127.0.0.1:{}", free_port()));
-    let ctx = Bench { rt: &rt, dir: &dir, req: &req, req_len, resp_len, warmup: args.warmup, iters: args.iters };
+    let ctx = Bench { rt: &rt, dir: &dir, req: &req, req_len, resp_len, warmup: args.warmup, iters: args.iters, rounds: args.rounds };
     let peak_unix = ctx.transport("unix", agent_b.pid(), &addr_b, &unix("echo"), &unix("bare"))?;
     let peak_tcp = ctx.transport("tcp", agent_tcp.pid(), &addr_tcp, &tcp(), &tcp())?;
 
     result("agent_rss_hop_kib", peak_unix.max(peak_tcp));
+
+    // Sustained load: every Process leaves an audit record in enclave memory, so RSS
+    // grows until the trail's memory cap (--audit-max-bytes) starts evicting. Enough
+    // calls to pass that cap, RSS sampled throughout.
+    let sampler = RssSampler::start(agent_b.pid());
+    rt.block_on(async { time_process(&mut client(&addr_b)?, &req, args.sustained).await })?;
+    let sustained = sampler.finish();
+    result("agent_rss_sustained_kib", sustained);
+    result("agent_sustained_calls", args.sustained);
+    eprintln!("hop: agent-b RSS after {} more Process calls: {sustained} KiB", args.sustained);
     result("agent_rss_hwm_kib", status_kib(agent_b.pid(), "VmHWM").unwrap_or(0));
     eprintln!("hop: agent-b RSS idle {idle} KiB, under hop load {peak_unix} KiB (tcp agent {peak_tcp} KiB)");
     Ok(())

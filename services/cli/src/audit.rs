@@ -82,7 +82,7 @@ async fn fetch(agent: &Address, from_seq: u64, timeout_secs: u64) -> anyhow::Res
             let seq = serde_json::from_str::<serde_json::Value>(r).ok().and_then(|v| v["seq"].as_u64()).unwrap_or(next);
             if seq > next {
                 eprintln!(
-                    "warning: records seq {next}..={} are no longer in the agent's memory (evicted past --audit-max-records); \
+                    "warning: records seq {next}..={} are no longer in the agent's memory (evicted past the agent's --audit-max-records / --audit-max-bytes); \
                      fetch more often, or keep earlier exports",
                     seq - 1
                 );

@@ -27,7 +27,9 @@ pub const AUDIT_PAGE_MAX: usize = 2000;
 /// Starts this boot's trail: a fresh signing key and record 0 carrying an
 /// attestation document whose user_data binds it, plus the key versions released.
 pub fn boot_trail(cfg: &Config, identity: &EnclaveIdentity, ring: &KeyRing) -> anyhow::Result<AuditTrail> {
-    let trail = AuditTrail::new(&cfg.name, cfg.audit_log.as_deref())?.with_max_records(cfg.audit_max_records);
+    let trail = AuditTrail::new(&cfg.name, cfg.audit_log.as_deref())?
+        .with_max_records(cfg.audit_max_records)
+        .with_max_bytes(cfg.audit_max_bytes);
     let doc = identity.nsm.attestation(
         Some(&trail.signing_key_binding()),
         None,

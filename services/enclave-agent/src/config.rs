@@ -109,6 +109,13 @@ pub struct Config {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_max_records: usize,
 
+    /// Memory the held audit records may take, in bytes (default 8 MiB, ~15 000
+    /// records): what bounds the agent's footprint, whichever of this and
+    /// --audit-max-records is reached first evicts the oldest records.
+    #[arg(long, env = "AGENT_AUDIT_MAX_BYTES", default_value_t = enclavemesh_audit::DEFAULT_MAX_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub audit_max_bytes: usize,
+
     /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
     #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
     pub key_id: String,
