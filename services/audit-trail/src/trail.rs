@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 
 /// What one held record costs: its line, the `String` header and the allocator's own
 /// overhead (one header word, rounded up), so the budget tracks real memory.
-fn held_bytes(line: &str) -> usize {
+fn record_cost(line: &str) -> usize {
     line.len() + std::mem::size_of::<String>() + 16
 }
 
@@ -50,7 +50,7 @@ struct State {
     recent: VecDeque<String>,
     /// Seq of `recent[0]`.
     recent_first: u64,
-    /// [`held_bytes`] of everything in `recent`.
+    /// [`record_cost`] of everything in `recent`.
     recent_bytes: usize,
     /// Seq the next record gets (= records written this boot).
     next_seq: u64,
@@ -274,11 +274,11 @@ impl AuditTrail {
         if st.next_seq == 0 {
             st.boot = Some(line);
         } else {
-            st.recent_bytes += held_bytes(&line);
+            st.recent_bytes += record_cost(&line);
             st.recent.push_back(line);
             while st.recent.len() > 1 && (st.recent.len() > st.max_records || st.recent_bytes > st.max_bytes) {
                 if let Some(old) = st.recent.pop_front() {
-                    st.recent_bytes -= held_bytes(&old);
+                    st.recent_bytes -= record_cost(&old);
                 }
                 st.recent_first += 1;
             }

@@ -46,7 +46,7 @@ fn client(addr: &Address) -> anyhow::Result<Client> {
     Ok(AgentServiceClient::new(enclavemesh_transport::channel(addr)?))
 }
 
-fn request(msg: ProcessRequest) -> tonic::Request<ProcessRequest> {
+fn request<T>(msg: T) -> tonic::Request<T> {
     // Like the worker's activities: a deadline on every call.
     let mut r = tonic::Request::new(msg);
     r.set_timeout(Duration::from_secs(10));
@@ -75,10 +75,8 @@ async fn grow_state(a: &mut Client, b: &mut Client, wf: &str, bytes: usize) -> a
 async fn time_describe(c: &mut Client, n: usize) -> anyhow::Result<Vec<Duration>> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut r = tonic::Request::new(DescribeRequest {});
-        r.set_timeout(Duration::from_secs(10));
         let t = Instant::now();
-        c.describe(r).await?;
+        c.describe(request(DescribeRequest {})).await?;
         v.push(t.elapsed());
     }
     Ok(v)
