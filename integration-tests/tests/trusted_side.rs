@@ -53,6 +53,8 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
     assert!(ok, "grpcurl list failed: {list}");
     assert!(list.contains("enclavemesh.v1.AgentService"), "{list}");
     assert!(list.contains("grpc.health.v1.Health"), "{list}");
+    // The shared proto also describes the sidecar's KmsForwarder; the agent must not list it.
+    assert!(!list.contains("KmsForwarder"), "agent reflection lists a service it does not serve: {list}");
 
     let (ok, health) = grpcurl(port_b, &["grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");

@@ -95,6 +95,26 @@ pub fn sidecar_client(addr: &enclavemesh_transport::Address) -> anyhow::Result<s
     Ok(KmsForwarderClient::new(channel))
 }
 
+/// Services the agent serves, and so the only ones reflection lists: the shared proto
+/// file also describes `KmsForwarder`, which `grpcurl list` would otherwise show as if
+/// the agent answered it.
+pub const SERVED_SERVICES: [&str; 4] = [
+    "enclavemesh.v1.AgentService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Reflection over the contracts, advertising [`SERVED_SERVICES`] only.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    SERVED_SERVICES.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |b, name| b.with_service_name(*name),
+    )
+}
+
 /// The server stack, in one visible place: per-request timeout and per-connection
 /// concurrency limit (tower layers applied by tonic's builder), a server span per call
 /// parented to the caller's `traceparent`, message-size limits enforced before
@@ -109,14 +129,8 @@ pub async fn serve(
     health_reporter
         .set_serving::<AgentServiceServer<service::Agent>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(enclavemesh_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let agent_service = AgentServiceServer::new(audited::Audited(agent))
         .max_decoding_message_size(cfg.max_message_bytes)
         .max_encoding_message_size(cfg.max_message_bytes);
