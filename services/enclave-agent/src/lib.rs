@@ -99,8 +99,8 @@ pub fn sidecar_client(addr: &enclavemesh_transport::Address) -> anyhow::Result<s
 /// file also describes `KmsForwarder`, which `grpcurl list` would otherwise show as if
 /// the agent answered it.
 pub const SERVED_SERVICES: [&str; 4] = [
-    "enclavemesh.v1.AgentService",
-    "grpc.health.v1.Health",
+    enclavemesh_proto::v1::agent_service_server::SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
