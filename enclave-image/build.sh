@@ -111,7 +111,7 @@ if [[ "$mode" == nitro ]]; then
         sde="$(git -C "$EM_ROOT" log -1 --format=%ct)"
         sha="$(git -C "$EM_ROOT" rev-parse --short=12 HEAD)"
         [[ -z "$(git -C "$EM_ROOT" status --porcelain -- services proto Cargo.toml Cargo.lock)" ]] ||
-            em_warn "uncommitted changes under services/proto/Cargo.*: this PCR0 matches no commit"
+            em_warn "uncommitted changes under services/, proto/ or Cargo.*: this PCR0 matches no commit"
     else
         sde=0 sha=local
     fi
@@ -147,7 +147,7 @@ else
 import hashlib, json, sys
 pcr0 = sys.argv[1]
 # Keep in sync with enclavemesh_attestation::SimulatedMeasurements::from_pcr0
-# (services/attestation/src/simulated.rs: PCR1_LABEL / PCR2_LABEL): fixed labels,
+# (services/lib/enclavemesh-attestation/src/simulated.rs: PCR1_LABEL / PCR2_LABEL): fixed labels,
 # independent of the binary.
 pcr1 = hashlib.sha384(b"enclavemesh simulated PCR1: kernel and boot ramfs").hexdigest()
 pcr2 = hashlib.sha384(b"enclavemesh simulated PCR2: user applications").hexdigest()

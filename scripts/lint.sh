@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint the operations side: shell scripts, compose file, JSON templates, systemd units.
+# Lint everything: Rust (clippy, rustfmt), shell scripts, compose file, JSON templates,
+# systemd units.
 set -euo pipefail
 
 # shellcheck source=scripts/lib/common.sh
@@ -9,7 +10,10 @@ usage() {
     cat <<EOF
 Usage: scripts/lint.sh [--no-install]
 
-Checks, failing on the first category with errors (all categories are run):
+Checks, failing at the end if any category had errors (all categories are run):
+  - cargo fmt --all --check (rustfmt.toml: max_width 120)
+  - cargo clippy --workspace --all-targets --locked -- -D warnings
+    (workspace lints: unsafe_code and clippy unwrap_used/expect_used denied)
   - bash -n and shellcheck -x on scripts/**/*.sh, enclave-image/*.sh,
     integration-tests/scripts/*.sh
   - docker-compose -f deploy/docker-compose.yml config -q
@@ -51,6 +55,12 @@ ensure_tool shellcheck shellcheck
 ensure_tool docker-compose docker-compose
 
 failed=()
+
+em_info "rust: cargo fmt --check"
+cargo fmt --all --check || failed+=("cargo fmt (run: cargo fmt --all)")
+
+em_info "rust: cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings || failed+=("cargo clippy")
 
 mapfile -t shell_files < <(
     {

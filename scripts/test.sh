@@ -27,7 +27,7 @@ scripts/lib/venv.sh >/dev/null
 echo "==> build: workspace binaries"
 cargo build --workspace --bins --locked
 
-echo "==> lint: shell scripts and compose file"
+echo "==> lint: rustfmt, clippy, shell scripts, compose file, templates, units"
 scripts/lint.sh
 
 echo "==> tests: unit + integration (real processes on loopback)"

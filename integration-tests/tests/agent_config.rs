@@ -2,11 +2,12 @@
 //! so with `--config-from-sidecar` (set in the enclave image) the agent takes its
 //! name, kind and encrypted TSK file from the kms-sidecar's GetAgentConfig, and the
 //! sidecar refuses, naming the flag to add, a caller it has no role for.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::{DescribeRequest, InitRequest};
-use integration_tests::mesh::random_pcr0;
-use integration_tests::{DevMesh, MeshOptions, Proc, wait_for};
 use std::time::Duration;
 
 fn env(roles: &str, tsk: &std::path::Path) -> Vec<(String, String)> {
@@ -29,7 +30,6 @@ async fn agent_takes_role_and_tsk_from_the_sidecar() {
     // The sidecar reads the file per call: put the real one in place after start.
     std::fs::copy(&mesh.tsk_file, &served_tsk).unwrap();
 
-
     // Flags that would say otherwise (name, kind, the harness's TSK file, moved away) are ignored.
     let (mut cmd, sock) = mesh.agent_command("flag-name", "interest", Some(&pcr0));
     cmd.arg("--config-from-sidecar");
@@ -46,7 +46,12 @@ async fn agent_takes_role_and_tsk_from_the_sidecar() {
     assert_eq!(d.key_versions, [1], "the TSK released from the sidecar's file");
     // ledger-init logic (from the sidecar), not interest (from the flag): Init works.
     let init = client
-        .init(InitRequest { workflow_id: "wf-cfg".into(), initial_balance: 10, rate_bps: 100, kms_encrypted_note: vec![] })
+        .init(InitRequest {
+            workflow_id: "wf-cfg".into(),
+            initial_balance: 10,
+            rate_bps: 100,
+            kms_encrypted_note: vec![],
+        })
         .await
         .unwrap()
         .into_inner();
@@ -60,7 +65,11 @@ async fn caller_without_a_role_is_refused_naming_the_flag() {
     let parent = tempfile::tempdir().unwrap();
     let served_tsk = parent.path().join("encrypted-tsk.b64");
     // Roles only for vsock CIDs: a caller over unix matches none.
-    let mesh = DevMesh::start_with_env(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }, env("16=agent-a:ledger-init", &served_tsk)).await;
+    let mesh = DevMesh::start_with_env(
+        MeshOptions { policy_pcr0s: vec![pcr0.clone()] },
+        env("16=agent-a:ledger-init", &served_tsk),
+    )
+    .await;
     let (mut cmd, _sock) = mesh.agent_command("agent-x", "interest", Some(&pcr0));
     cmd.arg("--config-from-sidecar");
     let mut agent = Proc::spawn("agent-x", cmd, mesh.logs_dir());

@@ -1,11 +1,12 @@
 //! Audit trail on real agents: every Init/Process/Reveal (and the bootstrap) is
 //! recorded without plaintext; `enclavemesh audit fetch` exports it, `audit verify`
 //! accepts it intact and names the record when one is removed, edited or cut off.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
+use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, kms, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::*;
-use integration_tests::mesh::{contains_secret, random_pcr0};
-use integration_tests::{DevMesh, MeshOptions, Proc, bin_path, kms, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -22,7 +23,10 @@ async fn client(sock: &Path) -> AgentServiceClient<Channel> {
 /// Runs `enclavemesh ARGS…`; returns (exit code, stdout).
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin_path("enclavemesh")).args(args).output().expect("enclavemesh runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// `enclavemesh --json audit verify FILE` → (exit code, JSON result).
@@ -53,7 +57,13 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     let local_b = mesh.logs_dir().join("agent-b.audit.jsonl");
     let local_b_s = local_b.display().to_string();
     let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
-    let (_b, sock_b) = start_agent_with(&mesh, "agent-b", "interest", &pcr0, &["--audit-log", &local_b_s, "--audit-checkpoint-ms", "100"]);
+    let (_b, sock_b) = start_agent_with(
+        &mesh,
+        "agent-b",
+        "interest",
+        &pcr0,
+        &["--audit-log", &local_b_s, "--audit-checkpoint-ms", "100"],
+    );
 
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
     let kmsc = kms::client(&mesh.kms_endpoint).await;
@@ -73,16 +83,26 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     let mut b = client(&sock_b).await;
     let mut digests = Vec::new();
     for step in 0..3u64 {
-        let r = b.process(ProcessRequest { workflow_id: wf.into(), expected_step: step, state: Some(env) }).await.unwrap().into_inner();
+        let r = b
+            .process(ProcessRequest { workflow_id: wf.into(), expected_step: step, state: Some(env) })
+            .await
+            .unwrap()
+            .into_inner();
         digests.push(hex::encode(&r.summary.unwrap().envelope_sha256));
         env = r.state.unwrap();
     }
     let mut forged = env.clone();
     forged.ciphertext[0] ^= 1;
-    let err = b.process(ProcessRequest { workflow_id: wf.into(), expected_step: 3, state: Some(forged) }).await.unwrap_err();
+    let err =
+        b.process(ProcessRequest { workflow_id: wf.into(), expected_step: 3, state: Some(forged) }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::DataLoss);
     let revealed = b
-        .reveal(RevealRequest { workflow_id: wf.into(), expected_step: 3, state: Some(env), field: "secret_note".into() })
+        .reveal(RevealRequest {
+            workflow_id: wf.into(),
+            expected_step: 3,
+            state: Some(env),
+            field: "secret_note".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -114,7 +134,12 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     assert_eq!(v["records"], 6, "bootstrap + 3 Process + refused Process + Reveal: {log_b}");
 
     // The records say what happened, with the digests the callers saw.
-    let recs = |log: &str| log.lines().filter(|l| !l.starts_with("{\"head\"")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
+    let recs = |log: &str| {
+        log.lines()
+            .filter(|l| !l.starts_with("{\"head\""))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
     let ra = recs(log_a);
     assert_eq!(ra[0]["event"], "bootstrap");
     assert_eq!(ra[1]["event"], "init");
@@ -129,7 +154,7 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
         assert_eq!(rb[i + 1]["outcome"], "ok");
     }
     assert_eq!(rb[4]["outcome"], "error");
-    assert_eq!(rb[4]["error"], "DataLoss/tampered");
+    assert_eq!(rb[4]["error"], "envelope_tampered");
     assert_eq!(rb[5]["detail"], "field=secret_note");
 
     // No plaintext: neither the note, nor the balance, nor the TSK.
@@ -199,9 +224,14 @@ async fn bounded_trail_evicts_the_oldest_and_fetch_and_verify_say_so() {
     let (_a, sock_a) = start_agent_with(&mesh, "agent-a", "ledger-init", &pcr0, &["--audit-max-records", "2"]);
     let mut a = client(&sock_a).await;
     for i in 0..4 {
-        a.init(InitRequest { workflow_id: format!("wf-evict-{i}"), initial_balance: 1, rate_bps: 1, kms_encrypted_note: vec![] })
-            .await
-            .unwrap();
+        a.init(InitRequest {
+            workflow_id: format!("wf-evict-{i}"),
+            initial_balance: 1,
+            rate_bps: 1,
+            kms_encrypted_note: vec![],
+        })
+        .await
+        .unwrap();
     }
     // Records 0 (bootstrap), 1..=4 (Init): the agent keeps record 0 and the newest 2.
     let (code, out) = cli(&["audit", "fetch", "--agent", &unix(&sock_a)]);

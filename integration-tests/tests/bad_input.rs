@@ -10,14 +10,16 @@
 //! * Attestation documents sent through the real kms-sidecar to the emulator: forged
 //!   (foreign CA), debug mode (all-zero PCRs), tampered, garbage, oversized, expired;
 //!   plus a wrong nonce checked with the one verifier.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use bytes::Bytes;
 use enclavemesh_attestation::{Nsm, SimulatedMeasurements, SimulatedNsm, TrustAnchor, Verifier, VerifyError};
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, free_port, kms, wait_for};
+use enclavemesh_proto::Refusal;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::kms_forwarder_client::KmsForwarderClient;
 use enclavemesh_proto::v1::*;
-use integration_tests::mesh::random_pcr0;
-use integration_tests::{DevMesh, MeshOptions, Proc, bin_path, free_port, kms, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,12 +61,7 @@ async fn assert_serving(ch: Channel, what: &str) {
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    enclavemesh_telemetry::process_stats::status_kib(pid, "VmRSS").unwrap()
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -222,12 +219,24 @@ async fn malformed_grpc_frames_through_the_bridge_get_typed_statuses() {
         // field 3 (state, length-delimited) claims 127 bytes, 2 follow.
         ("nested length overrun", grpc_frame(false, 4, &[0x1a, 0x7f, 0x0a, 0x01]), decode),
         // field 2 (expected_step) varint of 11 continuation bytes.
-        ("overlong varint", grpc_frame(false, 12, &[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), decode),
+        (
+            "overlong varint",
+            grpc_frame(false, 12, &[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            decode,
+        ),
         // SealedEnvelope field with a string field holding invalid UTF-8.
         ("invalid utf-8 in workflow_id", grpc_frame(false, 4, &[0x0a, 0x02, 0xc3, 0x28]), decode),
-        ("compressed flag without grpc-encoding", grpc_frame(true, 2, &[0x08, 0x01]), &[Code::Internal, Code::Unimplemented, Code::InvalidArgument]),
+        (
+            "compressed flag without grpc-encoding",
+            grpc_frame(true, 2, &[0x08, 0x01]),
+            &[Code::Internal, Code::Unimplemented, Code::InvalidArgument],
+        ),
         // prefix says 100 bytes, 10 arrive, then end of stream.
-        ("truncated message", grpc_frame(false, 100, &[0u8; 10]), &[Code::Internal, Code::InvalidArgument, Code::Unknown]),
+        (
+            "truncated message",
+            grpc_frame(false, 100, &[0u8; 10]),
+            &[Code::Internal, Code::InvalidArgument, Code::Unknown],
+        ),
         // 3 bytes of a 5-byte prefix, then end of stream.
         ("truncated prefix", vec![0, 0, 0], &[Code::Internal, Code::InvalidArgument, Code::Unknown]),
         // a valid (empty) message: reaches the agent, which refuses it by name.
@@ -241,7 +250,8 @@ async fn malformed_grpc_frames_through_the_bridge_get_typed_statuses() {
         assert!(!out.grpc_message.is_empty(), "{name}: status without a message: {out:?}");
     }
 
-    let out = raw_grpc(tcp(port).await, "/enclavemesh.v1.AgentService/NoSuchMethod", grpc_frame(false, 0, &[]), true).await;
+    let out =
+        raw_grpc(tcp(port).await, "/enclavemesh.v1.AgentService/NoSuchMethod", grpc_frame(false, 0, &[]), true).await;
     assert_eq!(out.code(), Code::Unimplemented, "{out:?}");
 
     m.agent_b.assert_running();
@@ -272,7 +282,10 @@ async fn length_prefix_of_one_gib_is_refused_before_allocation() {
     }
     let after = vm_rss_kib(pid);
     eprintln!("agent-b VmRSS before {before} KiB, after {after} KiB");
-    assert!(after < before + 64 * 1024, "RSS jumped from {before} KiB to {after} KiB: allocation before the limit check?");
+    assert!(
+        after < before + 64 * 1024,
+        "RSS jumped from {before} KiB to {after} KiB: allocation before the limit check?"
+    );
 
     m.agent_b.assert_running();
     assert_serving(bridge_channel(m.bridge_b), "after 1 GiB prefixes").await;
@@ -310,14 +323,23 @@ async fn raw_transport_garbage_and_truncated_frames_leave_the_agent_serving() {
     let garbage = random_bytes(4096);
     let http1 = b"GET / HTTP/1.1\r\nHost: agent\r\n\r\n".to_vec();
 
-    for (name, bytes) in [("garbage", &garbage), ("HTTP/1.1 request", &http1), ("oversized frame", &oversized_frame), ("bad HPACK", &bad_hpack)] {
+    for (name, bytes) in [
+        ("garbage", &garbage),
+        ("HTTP/1.1 request", &http1),
+        ("oversized frame", &oversized_frame),
+        ("bad HPACK", &bad_hpack),
+    ] {
         let got = send_expect_close(unix(&sock).await, bytes, Duration::from_secs(5)).await;
         eprintln!("unix {name}: server sent {} bytes, GOAWAY {:?}", got.len(), goaway_code(&got));
         let got = send_expect_close(tcp(port).await, bytes, Duration::from_secs(5)).await;
         eprintln!("bridge {name}: server sent {} bytes, GOAWAY {:?}", got.len(), goaway_code(&got));
     }
     // Truncated frames, client hangs up mid-frame.
-    for (name, bytes) in [("truncated SETTINGS", &settings_truncated), ("truncated HEADERS", &headers_then_close), ("half preface", &PREFACE[..10].to_vec())] {
+    for (name, bytes) in [
+        ("truncated SETTINGS", &settings_truncated),
+        ("truncated HEADERS", &headers_then_close),
+        ("half preface", &PREFACE[..10].to_vec()),
+    ] {
         let mut s = unix(&sock).await;
         s.write_all(bytes).await.unwrap();
         drop(s);
@@ -370,7 +392,12 @@ async fn slow_loris_connections_do_not_starve_other_clients_and_are_closed() {
     assert_serving(bridge_channel(m.bridge_b), "bridge client during slow-loris").await;
     assert!(t.elapsed() < Duration::from_secs(3), "served in {:?}", t.elapsed());
     let env = AgentServiceClient::new(agent_channel(&m.sock_a))
-        .init(InitRequest { workflow_id: "wf-loris".into(), initial_balance: 100, rate_bps: 1, kms_encrypted_note: vec![] })
+        .init(InitRequest {
+            workflow_id: "wf-loris".into(),
+            initial_balance: 100,
+            rate_bps: 1,
+            kms_encrypted_note: vec![],
+        })
         .await
         .unwrap()
         .into_inner()
@@ -413,43 +440,98 @@ async fn closed_within<T: AsyncRead + Unpin>(s: &mut T, within: Duration) -> boo
     .is_ok()
 }
 
-/// The agent's preface deadline (kept in step with enclave-agent's handshake.rs).
+/// The preface deadline every server (agent, sidecar) and the bridge apply.
 fn enclave_agent_handshake_timeout() -> Duration {
-    Duration::from_secs(10)
+    enclavemesh_transport::handshake::DEFAULT_HANDSHAKE_TIMEOUT
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_loris_connections_to_the_kms_sidecar_are_closed_and_do_not_starve_the_enclave() {
+    let mut mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![random_pcr0()] }).await;
+    let sock = PathBuf::from(mesh.sidecar_addr.trim_start_matches("unix://"));
+    let pid = mesh.sidecar.as_ref().unwrap().pid();
+    let fds_before = open_fds(pid);
+
+    // 300 connections that send half the preface, then nothing: what anything on the
+    // host that reaches the sidecar's vsock port could do.
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut s = unix(&sock).await;
+        s.write_all(&PREFACE[..16]).await.unwrap();
+        stalled.push(s);
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(open_fds(pid) >= fds_before + 300, "the stalled connections reached the sidecar");
+
+    // The enclave's calls are served meanwhile, promptly (a refused Decrypt is an answer).
+    let t = Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(5),
+        sidecar_client(&mesh.sidecar_addr).decrypt(ForwardDecryptRequest::default()),
+    )
+    .await
+    .expect("the sidecar answers during slow-loris")
+    .unwrap_err();
+    assert_eq!(Refusal::of(&e), Some(Refusal::InvalidRequest), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "served in {:?}", t.elapsed());
+
+    // The sidecar hangs up on them once the preface deadline passes.
+    let deadline = enclave_agent_handshake_timeout() + Duration::from_secs(5);
+    for s in stalled.iter_mut() {
+        let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        assert!(closed_within(s, left).await, "stalled connection still open after {:?}", started.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fds_after = open_fds(pid);
+    eprintln!("kms-sidecar fds: before {fds_before}, during >= {}, after {fds_after}", fds_before + 300);
+    assert!(fds_after < fds_before + 20, "the sidecar still holds {fds_after} fds (was {fds_before})");
+    mesh.sidecar.as_mut().unwrap().assert_running();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envelope_under_another_key_version_or_key_id_is_refused_typed() {
     let m = agent_mesh().await;
     let env = AgentServiceClient::new(agent_channel(&m.sock_a))
-        .init(InitRequest { workflow_id: "wf-kv".into(), initial_balance: 100, rate_bps: 1, kms_encrypted_note: vec![] })
+        .init(InitRequest {
+            workflow_id: "wf-kv".into(),
+            initial_balance: 100,
+            rate_bps: 1,
+            kms_encrypted_note: vec![],
+        })
         .await
         .unwrap()
         .into_inner()
         .state
         .unwrap();
     let mut b = AgentServiceClient::new(bridge_channel(m.bridge_b));
-    let process = |env: SealedEnvelope| ProcessRequest { workflow_id: "wf-kv".into(), expected_step: 0, state: Some(env) };
+    let process =
+        |env: SealedEnvelope| ProcessRequest { workflow_id: "wf-kv".into(), expected_step: 0, state: Some(env) };
 
     let mut v99 = env.clone();
     v99.key_version = 99;
     let e = b.process(process(v99)).await.unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert_eq!((e.code(), Refusal::of(&e)), (Code::FailedPrecondition, Some(Refusal::UnknownKeyVersion)), "{e:?}");
     assert!(e.message().contains("99"), "{e:?}");
 
     let mut other_key = env.clone();
     other_key.key_id = "arn:aws:kms:us-east-1:111122223333:key/another".into();
     let e = b.process(process(other_key)).await.unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_eq!((e.code(), Refusal::of(&e)), (Code::PermissionDenied, Some(Refusal::KeyIdMismatch)), "{e:?}");
 
     // Reveal takes the same path.
     let mut v99 = env.clone();
     v99.key_version = 99;
     let e = b
-        .reveal(RevealRequest { workflow_id: "wf-kv".into(), expected_step: 0, state: Some(v99), field: "balance".into() })
+        .reveal(RevealRequest {
+            workflow_id: "wf-kv".into(),
+            expected_step: 0,
+            state: Some(v99),
+            field: "balance".into(),
+        })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert_eq!((e.code(), Refusal::of(&e)), (Code::FailedPrecondition, Some(Refusal::UnknownKeyVersion)), "{e:?}");
 
     b.process(process(env)).await.expect("the genuine envelope still processes");
 }
@@ -463,10 +545,18 @@ fn document(dev_dir: &Path, m: SimulatedMeasurements, key: &enclavemesh_recipien
     SimulatedNsm::new(dev_dir, m).unwrap().attestation(None, None, Some(key.public_key_der())).unwrap()
 }
 
-async fn forward_decrypt(c: &mut KmsForwarderClient<Channel>, blob: &[u8], doc: Vec<u8>) -> Result<ForwardDecryptResponse, tonic::Status> {
-    c.decrypt(ForwardDecryptRequest { ciphertext_blob: blob.to_vec(), key_id: String::new(), attestation_document: doc })
-        .await
-        .map(|r| r.into_inner())
+async fn forward_decrypt(
+    c: &mut KmsForwarderClient<Channel>,
+    blob: &[u8],
+    doc: Vec<u8>,
+) -> Result<ForwardDecryptResponse, tonic::Status> {
+    c.decrypt(ForwardDecryptRequest {
+        ciphertext_blob: blob.to_vec(),
+        key_id: String::new(),
+        attestation_document: doc,
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -595,7 +685,12 @@ async fn expired_attestation_document_is_refused_by_kms_through_the_sidecar() {
     let e = forward_decrypt(&mut c, &tsk.blob, old).await.unwrap_err();
     eprintln!("expired: {:?} {}", e.code(), e.message());
     assert!(matches!(e.code(), Code::PermissionDenied | Code::InvalidArgument), "{e:?}");
-    assert!(e.message().to_lowercase().contains("old") || e.message().to_lowercase().contains("stale") || e.message().contains("age"), "{e:?}");
+    assert!(
+        e.message().to_lowercase().contains("old")
+            || e.message().to_lowercase().contains("stale")
+            || e.message().contains("age"),
+        "{e:?}"
+    );
 
     // A fresh one passes: the refusal was the age.
     let fresh = document(&dev, allowed(), &key);

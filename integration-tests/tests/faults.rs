@@ -3,13 +3,14 @@
 //! clear error, and a workflow caught in the middle completes with every step exactly
 //! once (checked through Reveal `history`) — it is never lost and never doubled.
 //! (An agent killed mid-step is in secure_state_loop.rs.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use base64::Engine;
+use enclavemesh_harness::loopkit::{AgentBRoute, Loop, unix};
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, free_port, kms, venv_bin, wait_for};
 use enclavemesh_proto::v1::DescribeRequest;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use integration_tests::loopkit::{AgentBRoute, Loop, unix};
-use integration_tests::mesh::random_pcr0;
-use integration_tests::{DevMesh, MeshOptions, Proc, free_port, kms, venv_bin, wait_for};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,10 @@ async fn agent_gives_up_with_a_clear_error_after_bootstrap_timeout_when_the_side
     assert!(!status.success(), "must exit non-zero: {log}");
     assert!(!sock.exists(), "never served without the TSK");
     // It backs off for the whole window, not less, and not much more.
-    assert!(took >= Duration::from_secs(timeout), "gave up after {took:?}, before --bootstrap-timeout-secs {timeout}: {log}");
+    assert!(
+        took >= Duration::from_secs(timeout),
+        "gave up after {took:?}, before --bootstrap-timeout-secs {timeout}: {log}"
+    );
     assert!(took < Duration::from_secs(timeout + 10), "took {took:?}: {log}");
     assert!(log.contains("retrying"), "backs off first: {log}");
     // The error names what was unreachable, for how long, and how to fix it.
@@ -115,9 +119,9 @@ async fn slow_init_with_a_kms_note_while_the_emulator_is_down_retries_and_comple
     let steps = 3;
     let (ok, _, all) = l.trigger(wf, steps, &["--no-wait", "--kms-encrypted-note-b64", &note_b64]);
     assert!(ok, "{all}");
-    // InitState fails retryably (UNAVAILABLE from the sidecar, through the agent)...
+    // InitState fails retryably (kms_unavailable from the sidecar, through the agent)...
     let worker_log = || std::fs::read_to_string(&l.worker.log).unwrap_or_default();
-    wait_for("a retried InitState", Duration::from_secs(60), || worker_log().contains("AgentUnavailable"));
+    wait_for("a retried InitState", Duration::from_secs(60), || worker_log().contains("kms_unavailable"));
     let wl = worker_log();
     assert!(wl.contains("kms_encrypted_note") && wl.contains("cannot reach"), "the reason reaches the worker: {wl}");
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -6,6 +6,7 @@
 //! runs the coverage-guided fuzzer. `FUZZ_REPLAY_ITERS` (default 3000 per target, 1000 for
 //! attestation_verify)
 //! and `FUZZ_REPLAY_SEED` change the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use enclavemesh_fuzz_targets::{TARGETS, run};
 use std::path::PathBuf;
@@ -79,7 +80,8 @@ fn replay(target: &str) {
     for s in &seeds {
         run(target, s);
     }
-    let iters: usize = std::env::var("FUZZ_REPLAY_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_iters(target));
+    let iters: usize =
+        std::env::var("FUZZ_REPLAY_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_iters(target));
     let seed: u64 = std::env::var("FUZZ_REPLAY_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_f022);
     let mut rng = Rng(seed | 1);
     for i in 0..iters {

@@ -1,7 +1,8 @@
 //! Load through the real mesh: `enclavemesh load` runs many SecureStateLoops at once and
 //! none may be lost. CI runs 100; the documented default (500) is for `scripts/load.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-use integration_tests::loopkit::{AgentBRoute, INITIAL_BALANCE, Loop, RATE_BPS, TASK_QUEUE};
+use enclavemesh_harness::loopkit::{AgentBRoute, INITIAL_BALANCE, Loop, RATE_BPS, TASK_QUEUE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_load_100_workflows_none_lost() {
@@ -11,11 +12,30 @@ async fn slow_load_100_workflows_none_lost() {
     let steps = 3u32;
     let pid_a = format!("agent-a={}", l.a.pid());
     let pid_b = format!("agent-b={}", l.b.pid());
-    let (n_s, steps_s, bal, rate) = (n.to_string(), steps.to_string(), INITIAL_BALANCE.to_string(), RATE_BPS.to_string());
+    let (n_s, steps_s, bal, rate) =
+        (n.to_string(), steps.to_string(), INITIAL_BALANCE.to_string(), RATE_BPS.to_string());
     let args = [
-        "load", "--workflows", &n_s, "--steps", &steps_s, "--concurrency", "25", "--timeout-secs", "240",
-        "--initial-balance", &bal, "--rate-bps", &rate, "--id-prefix", "it-load", "--progress-secs", "0",
-        "--agent-pid", &pid_a, "--agent-pid", &pid_b,
+        "load",
+        "--workflows",
+        &n_s,
+        "--steps",
+        &steps_s,
+        "--concurrency",
+        "25",
+        "--timeout-secs",
+        "240",
+        "--initial-balance",
+        &bal,
+        "--rate-bps",
+        &rate,
+        "--id-prefix",
+        "it-load",
+        "--progress-secs",
+        "0",
+        "--agent-pid",
+        &pid_a,
+        "--agent-pid",
+        &pid_b,
     ];
     let (ok, lines, all) = l.temporal.cli(TASK_QUEUE, &args);
     let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}"));

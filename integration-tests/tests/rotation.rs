@@ -1,13 +1,14 @@
 //! TSK rotation end to end: a SecureStateLoop in flight across a rotation completes,
 //! new envelopes carry the new key version, old ones open until their version is
 //! retired, then are refused with FAILED_PRECONDITION (unknown_key_version).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use base64::Engine;
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::temporal::{Temporal, expected_balance};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, kms, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::*;
-use integration_tests::mesh::random_pcr0;
-use integration_tests::temporal::{Temporal, expected_balance};
-use integration_tests::{DevMesh, MeshOptions, Proc, kms, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -68,7 +69,12 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     // An envelope sealed under v1, kept aside for after the rotation.
     let old = client(&sock_a)
         .await
-        .init(InitRequest { workflow_id: "wf-probe".into(), initial_balance: 1000, rate_bps: 100, ..Default::default() })
+        .init(InitRequest {
+            workflow_id: "wf-probe".into(),
+            initial_balance: 1000,
+            rate_bps: 100,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -84,7 +90,10 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     let t = temporal.clone();
     let watcher = std::thread::spawn(move || {
         let s = steps.to_string();
-        t.cli("rot", &["trigger", "--workflow-id", wf, "--steps", &s, "--initial-balance", "100000", "--rate-bps", "500"])
+        t.cli(
+            "rot",
+            &["trigger", "--workflow-id", wf, "--steps", &s, "--initial-balance", "100000", "--rate-bps", "500"],
+        )
     });
 
     // Once Agent B has sealed a step under v1, pause the workflow by stopping B.
@@ -112,13 +121,15 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     assert!(ok, "workflow across the rotation failed: {all}");
     let done = lines.iter().find(|v| v["event"] == "completed").unwrap_or_else(|| panic!("{all}"));
     assert_eq!(done["final_step"], u64::from(steps));
-    let versions: Vec<u64> = done["summaries"].as_array().unwrap().iter().map(|s| s["key_version"].as_u64().unwrap()).collect();
+    let versions: Vec<u64> =
+        done["summaries"].as_array().unwrap().iter().map(|s| s["key_version"].as_u64().unwrap()).collect();
     assert_eq!(versions.len(), steps as usize + 1, "{all}");
     assert_eq!(versions[0], 1, "Init sealed before the rotation: {versions:?}");
     assert_eq!(*versions.last().unwrap(), 2, "after the rotation new envelopes use v2: {versions:?}");
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "never back to v1: {versions:?}");
     let sock_b_s = unix(&sock_b);
-    let (ok, lines, all) = temporal.cli("rot", &["reveal", "--agent", &sock_b_s, "--workflow-id", wf, "--field", "balance"]);
+    let (ok, lines, all) =
+        temporal.cli("rot", &["reveal", "--agent", &sock_b_s, "--workflow-id", wf, "--field", "balance"]);
     assert!(ok, "{all}");
     let value = lines.iter().find(|v| v["event"] == "revealed").map(|v| v["value"].as_str().unwrap().to_string());
     assert_eq!(value, Some(expected_balance(100_000, 500, steps).to_string()));
@@ -144,7 +155,7 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
         .await
         .expect_err("v1 is retired");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("unknown_key_version"), "{}", err.message());
+    assert_eq!(enclavemesh_proto::Refusal::of(&err), Some(enclavemesh_proto::Refusal::UnknownKeyVersion), "{err:?}");
     let again = client(&sock_b)
         .await
         .process(ProcessRequest { workflow_id: "wf-probe".into(), expected_step: 1, state: Some(new) })

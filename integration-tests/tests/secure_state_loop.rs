@@ -1,12 +1,13 @@
 //! SecureStateLoop through a real Temporal dev server, real worker, real agents.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use base64::Engine;
+use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
+use enclavemesh_harness::temporal::{Temporal, expected_balance, history_haystack};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, kms, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use enclavemesh_proto::v1::*;
-use integration_tests::mesh::{contains_secret, random_pcr0};
-use integration_tests::temporal::{Temporal, expected_balance, history_haystack};
-use integration_tests::{DevMesh, MeshOptions, Proc, kms, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -44,12 +45,17 @@ fn reveal(l: &Loop, wf: &str, field: &str, last_good: bool) -> String {
     }
     let (ok, lines, all) = l.temporal.cli("it", &args);
     assert!(ok, "reveal failed: {all}");
-    lines.iter().find(|v| v["event"] == "revealed").map(|v| v["value"].as_str().unwrap_or("").to_string()).unwrap_or_else(|| panic!("no reveal in {all}"))
+    lines
+        .iter()
+        .find(|v| v["event"] == "revealed")
+        .map(|v| v["value"].as_str().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no reveal in {all}"))
 }
 
 fn trigger(l: &Loop, wf: &str, steps: u32, extra: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
     let steps = steps.to_string();
-    let mut args = vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", "100000", "--rate-bps", "500"];
+    let mut args =
+        vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", "100000", "--rate-bps", "500"];
     args.extend_from_slice(extra);
     l.temporal.cli("it", &args)
 }
@@ -69,7 +75,8 @@ async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext
         assert_eq!(done["final_step"], u64::from(steps));
         let step_lines = lines.iter().filter(|v| v["event"] == "step").count();
         assert_eq!(step_lines, steps as usize + 1, "one progress line per step: {all}");
-        let agents: Vec<_> = done["summaries"].as_array().unwrap().iter().map(|s| s["agent"].as_str().unwrap().to_string()).collect();
+        let agents: Vec<_> =
+            done["summaries"].as_array().unwrap().iter().map(|s| s["agent"].as_str().unwrap().to_string()).collect();
         assert_eq!(agents[0], "agent-a");
         assert!(agents[1..].iter().all(|a| a == "agent-b"));
 
@@ -82,7 +89,10 @@ async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext
         let history = history_haystack(&l.temporal.history_json(wf));
         let text = String::from_utf8_lossy(&history);
         assert!(text.contains("ciphertext_b64"), "history holds the sealed envelopes");
-        assert!(contains_secret(&history, &note), "positive control: decoded history shows the (encrypted) workflow input");
+        assert!(
+            contains_secret(&history, &note),
+            "positive control: decoded history shows the (encrypted) workflow input"
+        );
         for (what, bytes) in [("history", history.as_slice()), ("trigger output", all.as_bytes())] {
             assert!(!contains_secret(bytes, marker.as_bytes()), "marker found in {what}");
             assert!(!contains_secret(bytes, &l.mesh.tsk.plaintext), "TSK found in {what}");
@@ -100,7 +110,9 @@ async fn slow_agent_b_killed_mid_loop_is_retried_and_no_step_is_lost_or_doubled(
     let (ok, _, all) = trigger(&l, wf, 6, &["--no-wait"]);
     assert!(ok, "{all}");
     // Wait until B has done at least one step, then crash it.
-    wait_for("first B step", Duration::from_secs(60), || l.temporal.history_json(wf).matches("ProcessState").count() >= 2);
+    wait_for("first B step", Duration::from_secs(60), || {
+        l.temporal.history_json(wf).matches("ProcessState").count() >= 2
+    });
     l.b.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = std::fs::remove_file(&l.sock_b);
@@ -125,7 +137,10 @@ impl AgentService for TamperingProxy {
     async fn init(&self, r: tonic::Request<InitRequest>) -> Result<tonic::Response<InitResponse>, tonic::Status> {
         self.inner.clone().init(r.into_inner()).await
     }
-    async fn process(&self, r: tonic::Request<ProcessRequest>) -> Result<tonic::Response<ProcessResponse>, tonic::Status> {
+    async fn process(
+        &self,
+        r: tonic::Request<ProcessRequest>,
+    ) -> Result<tonic::Response<ProcessResponse>, tonic::Status> {
         let mut req = r.into_inner();
         if req.expected_step == self.tamper_step
             && let Some(s) = req.state.as_mut()
@@ -141,10 +156,16 @@ impl AgentService for TamperingProxy {
     async fn reveal(&self, r: tonic::Request<RevealRequest>) -> Result<tonic::Response<RevealResponse>, tonic::Status> {
         self.inner.clone().reveal(r.into_inner()).await
     }
-    async fn describe(&self, r: tonic::Request<DescribeRequest>) -> Result<tonic::Response<DescribeResponse>, tonic::Status> {
+    async fn describe(
+        &self,
+        r: tonic::Request<DescribeRequest>,
+    ) -> Result<tonic::Response<DescribeResponse>, tonic::Status> {
         self.inner.clone().describe(r.into_inner()).await
     }
-    async fn audit_log(&self, r: tonic::Request<AuditLogRequest>) -> Result<tonic::Response<AuditLogResponse>, tonic::Status> {
+    async fn audit_log(
+        &self,
+        r: tonic::Request<AuditLogRequest>,
+    ) -> Result<tonic::Response<AuditLogResponse>, tonic::Status> {
         self.inner.clone().audit_log(r.into_inner()).await
     }
 }
@@ -168,7 +189,7 @@ async fn tampered_envelope_fails_the_workflow_typed_and_keeps_the_last_good_one(
     assert!(!ok, "workflow must fail: {all}");
     let failed = lines.iter().find(|v| v["event"] == "failed").unwrap_or_else(|| panic!("{all}"));
     let failure = failed["failure"].to_string();
-    assert!(failure.contains("EnvelopeTampered"), "typed failure: {failure}");
+    assert!(failure.contains("envelope_tampered"), "typed failure: {failure}");
     assert!(failure.to_lowercase().contains("tamper"), "readable: {failure}");
     let steps_done = lines.iter().filter(|v| v["event"] == "step").count();
     assert_eq!(steps_done, 4, "steps 0..=3 completed before the failure: {all}");

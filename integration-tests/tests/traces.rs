@@ -6,16 +6,17 @@
 //! and CLI use the standard `http://` exporter; the agents export the way an enclave
 //! does: to a socket (`unix://` here, `vsock://3:4317` in production) where a plain
 //! `vsock-bridge` relays the bytes to the collector.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
+use enclavemesh_harness::temporal::Temporal;
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, kms, wait_for};
 use enclavemesh_telemetry::testing::{OtlpReceiver, ReceivedSpan};
-use integration_tests::mesh::{contains_secret, random_pcr0};
-use integration_tests::temporal::Temporal;
-use integration_tests::{DevMesh, MeshOptions, Proc, bin_path, kms, wait_for};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 
@@ -68,7 +69,7 @@ async fn slow_one_trace_per_run_across_worker_agents_sidecar_and_kms_without_sec
     let relay_target = format!("tcp://{}", receiver.address().to_string().trim_start_matches("tcp://"));
     let mut relay_cmd = std::process::Command::new(bin_path("vsock-bridge"));
     relay_cmd.arg("--listen").arg(unix(&relay_sock)).arg("--target").arg(&relay_target);
-    integration_tests::mesh::apply_env(&mut relay_cmd, &env(&endpoint), "otlp-relay");
+    enclavemesh_harness::mesh::apply_env(&mut relay_cmd, &env(&endpoint), "otlp-relay");
     let mut relay = Proc::spawn("otlp-relay", relay_cmd, mesh.logs_dir());
     wait_for("relay socket", Duration::from_secs(20), || {
         relay.assert_running();
@@ -79,7 +80,8 @@ async fn slow_one_trace_per_run_across_worker_agents_sidecar_and_kms_without_sec
     let (mut a, sock_a) = start_agent(&mesh, "agent-a", "ledger-init", &pcr0, &relay_endpoint);
     let (mut b, sock_b) = start_agent(&mesh, "agent-b", "interest", &pcr0, &relay_endpoint);
     let temporal = Temporal::start(mesh.logs_dir());
-    let mut worker = temporal.start_worker_with_env(mesh.logs_dir(), "traces", &unix(&sock_a), &unix(&sock_b), &env(&endpoint));
+    let mut worker =
+        temporal.start_worker_with_env(mesh.logs_dir(), "traces", &unix(&sock_a), &unix(&sock_b), &env(&endpoint));
 
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
     let kmsc = kms::client(&mesh.kms_endpoint).await;
@@ -88,11 +90,19 @@ async fn slow_one_trace_per_run_across_worker_agents_sidecar_and_kms_without_sec
 
     let wf = "wf-traced";
     let args = [
-        "trigger", "--workflow-id", wf, "--steps", "2", "--initial-balance", "100000", "--rate-bps", "500",
-        "--kms-encrypted-note-b64", &note_b64,
+        "trigger",
+        "--workflow-id",
+        wf,
+        "--steps",
+        "2",
+        "--initial-balance",
+        "100000",
+        "--rate-bps",
+        "500",
+        "--kms-encrypted-note-b64",
+        &note_b64,
     ];
-    let (ok, lines, cli_out) =
-        tokio::task::block_in_place(|| temporal.cli_with_env("traces", &args, &env(&endpoint)));
+    let (ok, lines, cli_out) = tokio::task::block_in_place(|| temporal.cli_with_env("traces", &args, &env(&endpoint)));
     assert!(ok, "trigger failed: {cli_out}");
     assert!(lines.iter().any(|v| v["event"] == "completed"), "{cli_out}");
 
@@ -148,15 +158,21 @@ async fn slow_one_trace_per_run_across_worker_agents_sidecar_and_kms_without_sec
 
     // worker client span → agent server span (traceparent in gRPC metadata over the transport).
     for (agent, method, n) in [("agent-a", "Init", 1), ("agent-b", "Process", 2)] {
-        let servers: Vec<_> =
-            of(agent, SpanKind::Server).into_iter().filter(|s| s.name().ends_with(&format!("AgentService/{method}"))).collect();
+        let servers: Vec<_> = of(agent, SpanKind::Server)
+            .into_iter()
+            .filter(|s| s.name().ends_with(&format!("AgentService/{method}")))
+            .collect();
         assert_eq!(servers.len(), n, "{agent} {method} server spans:\n{shape}");
         for srv in servers {
-            let client = parent(srv).unwrap_or_else(|| panic!("{agent} server span has no parent in the trace:\n{shape}"));
+            let client =
+                parent(srv).unwrap_or_else(|| panic!("{agent} server span has no parent in the trace:\n{shape}"));
             assert_eq!(client.service_name().as_deref(), Some("enclavemesh-worker"));
             assert_eq!(client.kind(), SpanKind::Client);
             assert_eq!(client.name(), srv.name());
-            assert!(parent(client).is_some_and(|a| a.name().starts_with("activity ")), "client span under its activity:\n{shape}");
+            assert!(
+                parent(client).is_some_and(|a| a.name().starts_with("activity ")),
+                "client span under its activity:\n{shape}"
+            );
         }
     }
     // The agents' handler spans carry key version, sizes and outcome.
@@ -212,7 +228,8 @@ async fn slow_one_trace_per_run_across_worker_agents_sidecar_and_kms_without_sec
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let want = ["rpc.server.duration", "rpc.client.duration", "enclavemesh.kms.calls"];
-    while !want.iter().all(|m| receiver.metric_names().iter().any(|n| n == m)) && tokio::time::Instant::now() < deadline {
+    while !want.iter().all(|m| receiver.metric_names().iter().any(|n| n == m)) && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let names = receiver.metric_names();

@@ -1,9 +1,11 @@
 //! The trusted side end to end: emulator -> sidecar -> agents -> bridge, real processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
+use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, kms, recorder, venv_bin};
+use enclavemesh_proto::Refusal;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::*;
-use integration_tests::mesh::{contains_secret, random_pcr0};
-use integration_tests::{DevMesh, MeshOptions, Proc, bin_path, kms, recorder, venv_bin};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -61,7 +63,11 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
 
     let (ok, init_out) = grpcurl(
         port_a,
-        &["-d", r#"{"workflow_id":"wf-grpcurl","initial_balance":"100000","rate_bps":500}"#, "enclavemesh.v1.AgentService/Init"],
+        &[
+            "-d",
+            r#"{"workflow_id":"wf-grpcurl","initial_balance":"100000","rate_bps":500}"#,
+            "enclavemesh.v1.AgentService/Init",
+        ],
     );
     assert!(ok, "Init failed: {init_out}");
     let init: serde_json::Value = serde_json::from_str(&init_out).expect("Init JSON");
@@ -77,10 +83,19 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
     assert_eq!(processed["state"]["agent"], "agent-b");
 
     // The explicit plaintext exit: the balance after one 5% step.
-    let req = serde_json::json!({"workflow_id": "wf-grpcurl", "expected_step": "1", "state": processed["state"], "field": "balance"}).to_string();
+    let req = serde_json::json!({
+        "workflow_id": "wf-grpcurl", "expected_step": "1", "state": processed["state"], "field": "balance"
+    })
+    .to_string();
     let (ok, reveal) = grpcurl(port_b, &["-d", &req, "enclavemesh.v1.AgentService/Reveal"]);
     assert!(ok, "Reveal failed: {reveal}");
     assert!(reveal.contains("\"105000\""), "{reveal}");
+
+    // A refusal shows its kind, decoded from the status details through reflection.
+    let req = serde_json::json!({"workflow_id": "wf-grpcurl", "expected_step": "7", "state": state}).to_string();
+    let (ok, refused) = grpcurl(port_b, &["-d", &req, "enclavemesh.v1.AgentService/Process"]);
+    assert!(!ok, "a replayed envelope must be refused: {refused}");
+    assert!(refused.contains("PermissionDenied") && refused.contains("REFUSAL_ENVELOPE_REPLAYED"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,36 +141,38 @@ async fn bad_envelopes_get_distinct_typed_errors_and_the_agent_stays_up() {
         let mut bc = bc.clone();
         let wf = wf.to_string();
         async move {
-            bc.process(ProcessRequest { workflow_id: wf, expected_step: step, state: Some(env) }).await.map(|r| r.into_inner())
+            bc.process(ProcessRequest { workflow_id: wf, expected_step: step, state: Some(env) })
+                .await
+                .map(|r| r.into_inner())
         }
     };
 
     let mut tampered = good.clone();
     tampered.ciphertext[3] ^= 1;
     let e = call(tampered, "wf-bad", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeTampered);
 
     let mut header_edit = good.clone();
     header_edit.agent = "mallory".into();
     let e = call(header_edit, "wf-bad", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeTampered);
 
     let mut truncated = good.clone();
     truncated.ciphertext.truncate(5);
     let e = call(truncated, "wf-bad", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeMalformed);
 
     let e = call(good.clone(), "wf-other", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeReplayed);
     assert!(e.message().contains("wf-bad") && e.message().contains("wf-other"), "{e:?}");
 
     let e = call(good.clone(), "wf-bad", 3).await.unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeReplayed);
 
     let mut oversized = good.clone();
     oversized.ciphertext = vec![0u8; 2 * 1024 * 1024];
     let e = call(oversized, "wf-bad", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_refused(&e, Refusal::EnvelopeTooLarge);
 
     let mut huge = good.clone();
     huge.ciphertext = vec![0u8; 8 * 1024 * 1024];
@@ -163,7 +180,38 @@ async fn bad_envelopes_get_distinct_typed_errors_and_the_agent_stays_up() {
     assert!(matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange), "{e:?}");
 
     let e = call(SealedEnvelope::default(), "wf-bad", 0).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_refused(&e, Refusal::UnsupportedFormat);
+    let e = call(good.clone(), "", 0).await.unwrap_err();
+    assert_refused(&e, Refusal::InvalidRequest);
+    assert!(e.message().contains("workflow_id is required"), "{e:?}");
+
+    // Wrong role and bad input are told apart from envelope trouble.
+    let e = bc
+        .clone()
+        .init(InitRequest {
+            workflow_id: "wf-role".into(),
+            initial_balance: 1,
+            rate_bps: 1,
+            kms_encrypted_note: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&e, Refusal::WrongRole);
+    let e = a
+        .init(InitRequest {
+            workflow_id: "wf-neg".into(),
+            initial_balance: -5,
+            rate_bps: 1,
+            kms_encrypted_note: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&e, Refusal::InvalidInput);
+    let e = a
+        .init(InitRequest { workflow_id: String::new(), initial_balance: 1, rate_bps: 1, kms_encrypted_note: vec![] })
+        .await
+        .unwrap_err();
+    assert_refused(&e, Refusal::InvalidRequest);
 
     // Still serving, and the good envelope still processes.
     b.assert_running();
@@ -179,11 +227,9 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
 
     // sidecar2 talks to the emulator through a recorder; the agent talks to sidecar2 through another.
     let kms_port = mesh.kms_endpoint.rsplit(':').next().unwrap().to_string();
-    let (kms_rec_addr, kms_rec) = recorder::start(
-        &"tcp://127.0.0.1:0".parse().unwrap(),
-        format!("tcp://127.0.0.1:{kms_port}").parse().unwrap(),
-    )
-    .await;
+    let (kms_rec_addr, kms_rec) =
+        recorder::start(&"tcp://127.0.0.1:0".parse().unwrap(), format!("tcp://127.0.0.1:{kms_port}").parse().unwrap())
+            .await;
     let sidecar2_sock = mesh.logs_dir().join("sidecar2.sock");
     let mut cmd = Command::new(bin_path("kms-sidecar"));
     cmd.arg("--listen")
@@ -194,7 +240,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
         .env("AWS_SECRET_ACCESS_KEY", "devsecret")
         .env("AWS_REGION", "us-east-1");
     let _sidecar2 = Proc::spawn("kms-sidecar2", cmd, mesh.logs_dir());
-    integration_tests::wait_for_path(&sidecar2_sock, Duration::from_secs(20));
+    enclavemesh_harness::wait_for_path(&sidecar2_sock, Duration::from_secs(20));
     let (agent_rec_addr, agent_rec) = recorder::start(
         &format!("unix://{}", mesh.logs_dir().join("rec.sock").display()).parse().unwrap(),
         format!("unix://{}", sidecar2_sock.display()).parse().unwrap(),
@@ -203,7 +249,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
 
     let (cmd, sock) = mesh.agent_command_via("agent-a", "ledger-init", Some(&pcr0), &agent_rec_addr.to_string());
     let mut a_proc = Proc::spawn("agent-a", cmd, mesh.logs_dir());
-    integration_tests::proc::wait_for("agent-a", Duration::from_secs(60), || {
+    enclavemesh_harness::proc::wait_for("agent-a", Duration::from_secs(60), || {
         a_proc.assert_running();
         sock.exists()
     });
@@ -213,7 +259,12 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     let note_blob = kms::encrypt(&kmsc, &mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
     let mut a = client(&sock);
     let env = a
-        .init(InitRequest { workflow_id: "wf-leak".into(), initial_balance: 5, rate_bps: 1, kms_encrypted_note: note_blob })
+        .init(InitRequest {
+            workflow_id: "wf-leak".into(),
+            initial_balance: 5,
+            rate_bps: 1,
+            kms_encrypted_note: note_blob,
+        })
         .await
         .expect("Init with a KMS-encrypted note")
         .into_inner()
@@ -257,15 +308,51 @@ async fn agent_waits_for_a_late_sidecar_then_serves() {
     let mut agent = Proc::spawn("agent-late", cmd, mesh.logs_dir());
     // Wait for the agent to actually hit the missing sidecar (under load, process start
     // and RSA key generation can take seconds), then bring the sidecar up.
-    integration_tests::proc::wait_for("agent to retry the missing sidecar", Duration::from_secs(30), || {
+    enclavemesh_harness::proc::wait_for("agent to retry the missing sidecar", Duration::from_secs(30), || {
         agent.assert_running();
         agent.logs().contains("retrying")
     });
     assert!(!sock.exists(), "agent must not serve before it has the TSK");
     mesh.start_sidecar();
-    integration_tests::proc::wait_for("late agent", Duration::from_secs(30), || {
+    enclavemesh_harness::proc::wait_for("late agent", Duration::from_secs(30), || {
         agent.assert_running();
         sock.exists()
     });
     assert!(agent.logs().contains("TSK version released"), "{}", agent.logs());
+}
+
+/// `e` carries `kind` in its details, and the gRPC code that goes with it.
+fn assert_refused(e: &tonic::Status, kind: Refusal) {
+    assert_eq!(Refusal::of(e), Some(kind), "{e:?}");
+    assert_eq!(e.code(), kind.code(), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_kms_key_refuses_the_note_as_kms_key_unusable_not_as_an_envelope_problem() {
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+    let mut a = client(&sock_a);
+    let kmsc = kms::client(&mesh.kms_endpoint).await;
+    let note = kms::encrypt(&kmsc, &mesh.tsk.key_id, b"a private note").await.unwrap();
+    let init = |a: &mut AgentServiceClient<Channel>, note: Vec<u8>| {
+        let mut a = a.clone();
+        async move {
+            a.init(InitRequest {
+                workflow_id: "wf-disabled".into(),
+                initial_balance: 1,
+                rate_bps: 1,
+                kms_encrypted_note: note,
+            })
+            .await
+        }
+    };
+
+    // The agent holds its TSK already; only the note's Decrypt meets the disabled key.
+    kmsc.disable_key().key_id(&mesh.tsk.key_id).send().await.unwrap();
+    let e = init(&mut a, note.clone()).await.unwrap_err();
+    assert_refused(&e, Refusal::KmsKeyUnusable);
+    assert!(e.message().contains("DisabledException"), "{e:?}");
+    kmsc.enable_key().key_id(&mesh.tsk.key_id).send().await.unwrap();
+    init(&mut a, note).await.expect("Init with the note once the key is enabled again");
 }

@@ -1,10 +1,11 @@
 //! `enclavemesh verify` / `scripts/trigger.sh --verify [--deep]`, the PCR0 rollout with the
 //! real `scripts/setup-kms-policy.sh`, and the locally provokable troubleshooting messages
 //! (README "Troubleshooting"): each failure prints its cause and its fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use enclavemesh_attestation::{Nsm, SimulatedMeasurements, SimulatedNsm};
-use integration_tests::mesh::random_pcr0;
-use integration_tests::{DevMesh, MeshOptions, Proc, bin_path, free_port, repo_root, venv_bin, wait_for};
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, free_port, repo_root, venv_bin, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -129,7 +130,10 @@ fn verify_refuses_a_debug_mode_document() {
     let meas = write_measurements(dir.path(), &pcr0);
 
     let r = run(
-        verify_cmd(&dev, &["--document", &doc_path.display().to_string(), "--measurements", &meas.display().to_string()]),
+        verify_cmd(
+            &dev,
+            &["--document", &doc_path.display().to_string(), "--measurements", &meas.display().to_string()],
+        ),
         "enclavemesh verify --document (debug mode)",
     );
     assert_eq!(r.code, Some(4), "{}", r.out);
@@ -141,7 +145,17 @@ fn verify_refuses_a_debug_mode_document() {
 
     // Pinning the AWS root instead: the dev document is not trusted, and says why.
     let r = run(
-        verify_cmd(&dev, &["--document", &doc_path.display().to_string(), "--measurements", &meas.display().to_string(), "--trust-anchor", "aws"]),
+        verify_cmd(
+            &dev,
+            &[
+                "--document",
+                &doc_path.display().to_string(),
+                "--measurements",
+                &meas.display().to_string(),
+                "--trust-anchor",
+                "aws",
+            ],
+        ),
         "enclavemesh verify --trust-anchor aws (dev document)",
     );
     let fail = line(&r.out, "FAIL", "signature+chain").unwrap_or_else(|| panic!("{}", r.out));
@@ -153,7 +167,10 @@ fn run_policy_script(mesh: &DevMesh, args: &[&str]) -> Run {
     cmd.args(["--target", "dev", "--endpoint", &mesh.kms_endpoint, "--key-id", &mesh.tsk.key_id])
         .args(args)
         .env("KMS_ENDPOINT", &mesh.kms_endpoint)
-        .env("PATH", format!("{}:{}", venv_bin("aws").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()));
+        .env(
+            "PATH",
+            format!("{}:{}", venv_bin("aws").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()),
+        );
     run(cmd, &format!("setup-kms-policy.sh {}", args.join(" ")))
 }
 
@@ -265,13 +282,25 @@ fn document_with(dir: &Path, pcr0: &str) -> (PathBuf, PathBuf, PathBuf) {
 fn cloudtrail_lookup_events_are_parsed_and_judged() {
     let fixtures = repo_root().join("integration-tests/fixtures");
     let fixture = fixtures.join("cloudtrail-lookup-events-decrypt.json");
-    let pcr0 = std::fs::read_to_string(fixtures.join("cloudtrail-lookup-events-decrypt.pcr0")).unwrap().trim().to_string();
+    let pcr0 =
+        std::fs::read_to_string(fixtures.join("cloudtrail-lookup-events-decrypt.pcr0")).unwrap().trim().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (dev, doc, meas) = document_with(dir.path(), &pcr0);
     let (doc, meas) = (doc.display().to_string(), meas.display().to_string());
 
     let r = run(
-        verify_cmd(&dev, &["--document", &doc, "--measurements", &meas, "--deep", "--cloudtrail-file", &fixture.display().to_string()]),
+        verify_cmd(
+            &dev,
+            &[
+                "--document",
+                &doc,
+                "--measurements",
+                &meas,
+                "--deep",
+                "--cloudtrail-file",
+                &fixture.display().to_string(),
+            ],
+        ),
         "verify --deep --cloudtrail-file fixture",
     );
     assert!(r.ok, "{}", r.out);
@@ -286,7 +315,10 @@ fn cloudtrail_lookup_events_are_parsed_and_judged() {
     let empty = dir.path().join("empty.json");
     std::fs::write(&empty, r#"{"Events": []}"#).unwrap();
     let r = run(
-        verify_cmd(&dev, &["--document", &doc, "--measurements", &meas, "--deep", "--cloudtrail-file", &empty.display().to_string()]),
+        verify_cmd(
+            &dev,
+            &["--document", &doc, "--measurements", &meas, "--deep", "--cloudtrail-file", &empty.display().to_string()],
+        ),
         "verify --deep, no CloudTrail events yet",
     );
     assert!(!r.ok);
@@ -297,14 +329,26 @@ fn cloudtrail_lookup_events_are_parsed_and_judged() {
     let fake_aws = dir.path().join("aws");
     std::fs::write(
         &fake_aws,
-        "#!/bin/sh\necho 'An error occurred (AccessDeniedException) when calling the LookupEvents operation: User: arn:aws:sts::111122223333:assumed-role/parent/i-1 is not authorized to perform: cloudtrail:LookupEvents because no identity-based policy allows the cloudtrail:LookupEvents action' >&2\nexit 254\n",
+        "#!/bin/sh\necho 'An error occurred (AccessDeniedException) when calling the LookupEvents operation: User: \
+            arn:aws:sts::111122223333:assumed-role/parent/i-1 is not authorized to perform: cloudtrail:LookupEvents \
+            because no identity-based policy allows the cloudtrail:LookupEvents action' >&2\nexit 254\n",
     )
     .unwrap();
     std::fs::set_permissions(&fake_aws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let r = run(
         verify_cmd(
             &dev,
-            &["--document", &doc, "--measurements", &meas, "--deep", "--events-source", "aws", "--aws-cli", &fake_aws.display().to_string()],
+            &[
+                "--document",
+                &doc,
+                "--measurements",
+                &meas,
+                "--deep",
+                "--events-source",
+                "aws",
+                "--aws-cli",
+                &fake_aws.display().to_string(),
+            ],
         ),
         "verify --deep, LookupEvents AccessDenied",
     );
@@ -333,7 +377,8 @@ async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
     }
     // A TLS endpoint whose certificate no CA bundle vouches for.
     let port = free_port();
-    let server = "import ssl,socket,sys\nctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain(sys.argv[2],sys.argv[3])\ns=socket.socket()\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  try:\n    ctx.wrap_socket(c,server_side=True).close()\n  except Exception:\n    pass\n";
+    let server = "import \
+        ssl,socket,sys\nctx=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain(sys.argv[2],sys.argv[3])\ns=socket.socket()\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  try:\n    ctx.wrap_socket(c,server_side=True).close()\n  except Exception:\n    pass\n";
     let mut cmd = Command::new("python3");
     cmd.args(["-c", server, &port.to_string()]).arg(d.join("c.pem")).arg(d.join("k.pem"));
     let mut tls = Proc::spawn("tls-server", cmd, d);

@@ -160,5 +160,5 @@ if len(sys.argv) > 2:
     with open(sys.argv[2], "w") as f:
         f.write("# Benchmarks\n\nLast results of `scripts/bench.sh` (release builds; every reference measured in the same run on\n"
                 "the same machine). Regenerate with `scripts/bench.sh`; method in the script and in\n"
-                "`services/bench/src/*.rs`.\n\n## Machine\n\n" + "\n".join(machine) + "\n\n## Results\n\n" + "\n".join(md) + "\n\n"
+                "`services/dev/enclavemesh-bench/src/*.rs`.\n\n## Machine\n\n" + "\n".join(machine) + "\n\n## Results\n\n" + "\n".join(md) + "\n\n"
                 + f"{sum(1 for x in rows if x[-1] == 'PASS')} PASS, {len(misses)} MISS.\n\n" + NOTES)

@@ -12,9 +12,7 @@
 //! and the fuzzer starts deep inside the parsers.
 
 use enclavemesh_attestation::{AttestationDocument, TrustAnchor, Verifier, VerifyError};
-use enclavemesh_proto::v1::{
-    AgentState, AttestRequest, InitRequest, ProcessRequest, RevealRequest, SealedEnvelope,
-};
+use enclavemesh_proto::v1::{AgentState, AttestRequest, InitRequest, ProcessRequest, RevealRequest, SealedEnvelope};
 use enclavemesh_proto::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_bounded};
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, OpenError, Tsk};
 use std::sync::OnceLock;
@@ -104,7 +102,7 @@ fn check<T>(env: &SealedEnvelope, expect: &Expectation, limits: &Limits, r: &Res
             if env.ciphertext.len() > limits.max_ciphertext_bytes {
                 assert!(matches!(e, OpenError::TooLarge { .. }), "{e:?}");
             }
-            let _ = (e.kind(), e.grpc_code(), e.to_string());
+            let _ = (e.refusal().label(), e.to_string());
         }
     }
 }

@@ -34,18 +34,29 @@ pub fn write_all(fuzz_dir: &Path) -> std::io::Result<()> {
 
     let m = SimulatedMeasurements::from_pcr0([0x5a; 48]);
     let nsm = SimulatedNsm::new(&seed_dev_dir(), m).map_err(std::io::Error::other)?;
-    let doc = |u: Option<&[u8]>, n: Option<&[u8]>, k: Option<&[u8]>| nsm.attestation(u, n, k).map_err(std::io::Error::other);
+    let doc =
+        |u: Option<&[u8]>, n: Option<&[u8]>, k: Option<&[u8]>| nsm.attestation(u, n, k).map_err(std::io::Error::other);
     write("attestation_verify", "bare", &doc(None, None, None)?)?;
     write("attestation_verify", "all-fields", &doc(Some(b"user data"), Some(b"nonce-1"), Some(&[0x30; 294]))?)?;
     let debug = SimulatedNsm::new(&seed_dev_dir(), m.with_debug_mode(true)).map_err(std::io::Error::other)?;
-    write("attestation_verify", "debug-mode", &debug.attestation(None, Some(b"n"), None).map_err(std::io::Error::other)?)?;
+    write(
+        "attestation_verify",
+        "debug-mode",
+        &debug.attestation(None, Some(b"n"), None).map_err(std::io::Error::other)?,
+    )?;
 
     let tagged = |tag: u8, msg: Vec<u8>| [vec![tag], msg].concat();
-    let init = InitRequest { workflow_id: FUZZ_WORKFLOW.into(), initial_balance: 100_000, rate_bps: 500, kms_encrypted_note: vec![1; 16] };
+    let init = InitRequest {
+        workflow_id: FUZZ_WORKFLOW.into(),
+        initial_balance: 100_000,
+        rate_bps: 500,
+        kms_encrypted_note: vec![1; 16],
+    };
     write("agent_request_decode", "init", &tagged(0, init.encode_to_vec()))?;
     let process = ProcessRequest { workflow_id: FUZZ_WORKFLOW.into(), expected_step: 0, state: Some(env0.clone()) };
     write("agent_request_decode", "process", &tagged(1, process.encode_to_vec()))?;
-    let reveal = RevealRequest { workflow_id: "wf-other".into(), expected_step: 3, state: Some(env3), field: "balance".into() };
+    let reveal =
+        RevealRequest { workflow_id: "wf-other".into(), expected_step: 3, state: Some(env3), field: "balance".into() };
     write("agent_request_decode", "reveal", &tagged(2, reveal.encode_to_vec()))?;
     let attest = AttestRequest { nonce: vec![9; 32], user_data: vec![] };
     write("agent_request_decode", "attest", &tagged(3, attest.encode_to_vec()))?;

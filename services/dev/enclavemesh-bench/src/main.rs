@@ -1,0 +1,64 @@
+//! `enclavemesh-bench`: benchmarks that print figures next to a reference measured in
+//! the same run on the same machine. Not tests: `scripts/bench.sh` builds this (and the
+//! programs it drives) in release mode, runs it, and prints the PASS/MISS table.
+//!
+//! Every figure is printed on stdout as `RESULT <key> <value>`; progress goes to stderr.
+//! The programs under test are the real release binaries (`ENCLAVEMESH_BIN_DIR`, as in
+//! the integration tests), started through the `enclavemesh_harness` harness.
+
+mod echo;
+mod fake;
+mod hop;
+mod rss;
+mod stats;
+mod temporal_loop;
+
+use clap::{Parser, Subcommand};
+use enclavemesh_transport::Address;
+
+/// Enclave Mesh benchmarks (see scripts/bench.sh and BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "enclavemesh-bench", version)]
+struct Config {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One enclave hop: unary Process with ~1 KiB state over unix and TCP vs raw ping-pong.
+    Hop(hop::HopArgs),
+    /// SecureStateLoop through Temporal vs the same workflow on no-crypto pass-through agents.
+    Loop(temporal_loop::LoopArgs),
+    /// (internal) Raw socket ping-pong server: reads REQ bytes, answers RESP bytes.
+    Echo {
+        #[arg(long)]
+        listen: Address,
+        #[arg(long)]
+        req: usize,
+        #[arg(long)]
+        resp: usize,
+    },
+    /// (internal) Plaintext pass-through AgentService (worker testkit's fake agent, no crypto).
+    FakeAgent {
+        #[arg(long)]
+        listen: Address,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cfg = Config::parse();
+    match cfg.command {
+        Command::Hop(a) => hop::run(a),
+        Command::Loop(a) => temporal_loop::run(a),
+        Command::Echo { listen, req, resp } => echo::serve(&listen, req, resp),
+        Command::FakeAgent { listen, name } => fake::serve(&listen, name),
+    }
+}
+
+/// One figure for scripts/bench.sh.
+pub fn result(key: &str, value: impl std::fmt::Display) {
+    println!("RESULT {key} {value}");
+}

@@ -1,0 +1,153 @@
+//! A whole SecureStateLoop mesh (emulator, sidecar, two agents, Temporal, worker) for
+//! fault and load tests, plus the checks every such test makes: the run's step
+//! history (Reveal `history`, `step:agent:before->after,…`) holds steps 1..=N exactly
+//! once each, chained, and the balance is [`expected_balance`].
+
+use crate::mesh::random_pcr0;
+use crate::proc::{Proc, wait_for};
+use crate::temporal::{Temporal, expected_balance};
+use crate::{DevMesh, MeshOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Balance and rate every loop test triggers with.
+pub const INITIAL_BALANCE: i64 = 100_000;
+pub const RATE_BPS: u32 = 500;
+/// Task queue of the loop's worker.
+pub const TASK_QUEUE: &str = "it";
+
+pub fn unix(p: &Path) -> String {
+    format!("unix://{}", p.display())
+}
+
+pub struct Loop {
+    pub mesh: DevMesh,
+    pub temporal: Temporal,
+    pub a: Proc,
+    pub b: Proc,
+    pub sock_a: PathBuf,
+    pub sock_b: PathBuf,
+    pub pcr0: String,
+    pub worker: Proc,
+}
+
+/// What the worker should dial for Agent B.
+pub enum AgentBRoute {
+    /// Agent B's unix socket.
+    Direct,
+    /// A vsock-bridge on this TCP port in front of Agent B (started here, before the worker).
+    Bridge(u16),
+}
+
+impl Loop {
+    /// Starts everything; `route` decides how the worker reaches Agent B. With a bridge
+    /// the bridge process is returned too.
+    pub async fn start(route: AgentBRoute) -> (Loop, Option<Proc>) {
+        let pcr0 = random_pcr0();
+        let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+        let (a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+        let (b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+        let temporal = Temporal::start(mesh.logs_dir());
+        let (b_addr, bridge) = match route {
+            AgentBRoute::Direct => (unix(&sock_b), None),
+            AgentBRoute::Bridge(port) => {
+                let bridge = mesh.start_bridge_on(&unix(&sock_b), port);
+                (format!("tcp://127.0.0.1:{port}"), Some(bridge))
+            }
+        };
+        let worker = temporal.start_worker(mesh.logs_dir(), TASK_QUEUE, &unix(&sock_a), &b_addr);
+        (Loop { mesh, temporal, a, b, sock_a, sock_b, pcr0, worker }, bridge)
+    }
+
+    /// `enclavemesh trigger` with the standard balance/rate; `extra` e.g. `--no-wait`.
+    pub fn trigger(&self, wf: &str, steps: u32, extra: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
+        let steps = steps.to_string();
+        let balance = INITIAL_BALANCE.to_string();
+        let rate = RATE_BPS.to_string();
+        let mut args =
+            vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", &balance, "--rate-bps", &rate];
+        args.extend_from_slice(extra);
+        self.temporal.cli(TASK_QUEUE, &args)
+    }
+
+    /// `enclavemesh reveal` through Agent B (waits for the workflow's result).
+    pub fn reveal(&self, wf: &str, field: &str) -> String {
+        let sock = unix(&self.sock_b);
+        let args = ["reveal", "--agent", &sock, "--workflow-id", wf, "--field", field];
+        let (ok, lines, all) = self.temporal.cli(TASK_QUEUE, &args);
+        assert!(ok, "reveal {field} of {wf} failed: {all}");
+        lines
+            .iter()
+            .find(|v| v["event"] == "revealed")
+            .and_then(|v| v["value"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no reveal in {all}"))
+    }
+
+    /// Number of ProcessState activities in the workflow's history so far.
+    pub fn process_events(&self, wf: &str) -> usize {
+        self.temporal.history_json(wf).matches("ProcessState").count()
+    }
+
+    /// Waits until the workflow has at least `n` ProcessState mentions in history.
+    pub fn wait_for_process_events(&self, wf: &str, n: usize, timeout: Duration) {
+        wait_for(&format!("{n} ProcessState events in {wf}"), timeout, || self.process_events(wf) >= n);
+    }
+
+    /// Whether history shows the workflow closed (completed, failed, terminated...).
+    pub fn closed(&self, wf: &str) -> bool {
+        let h = self.temporal.history_json(wf);
+        [
+            "WorkflowExecutionCompleted",
+            "WORKFLOW_EXECUTION_COMPLETED",
+            "WorkflowExecutionFailed",
+            "WORKFLOW_EXECUTION_FAILED",
+        ]
+        .iter()
+        .any(|m| h.contains(m))
+    }
+
+    /// The run completed with every step exactly once: Reveal `step`, `balance` and
+    /// `history` agree with `steps` interest steps from [`INITIAL_BALANCE`].
+    pub fn assert_completed_exactly_once(&self, wf: &str, steps: u32) {
+        assert_eq!(self.reveal(wf, "step"), steps.to_string(), "final step of {wf}");
+        assert_eq!(
+            self.reveal(wf, "balance"),
+            expected_balance(INITIAL_BALANCE, RATE_BPS, steps).to_string(),
+            "balance of {wf}"
+        );
+        assert_history_exactly_once(&self.reveal(wf, "history"), INITIAL_BALANCE, RATE_BPS, steps);
+    }
+}
+
+/// Checks a Reveal `history` value: records for steps 1..=`steps` exactly once, in
+/// order, each starting from the previous balance and applying one interest step.
+pub fn assert_history_exactly_once(history: &str, initial: i64, bps: u32, steps: u32) {
+    let records: Vec<(u64, String, i64, i64)> = history
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let mut it = r.splitn(3, ':');
+            let step =
+                it.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad record {r:?} in {history}"));
+            let agent = it.next().unwrap_or_else(|| panic!("bad record {r:?}")).to_string();
+            let (before, after) = it
+                .next()
+                .and_then(|ba| ba.split_once("->"))
+                .and_then(|(b, a)| Some((b.parse().ok()?, a.parse().ok()?)))
+                .unwrap_or_else(|| panic!("bad record {r:?} in {history}"));
+            (step, agent, before, after)
+        })
+        .collect();
+    let got: Vec<u64> = records.iter().map(|r| r.0).collect();
+    let want: Vec<u64> = (1..=u64::from(steps)).collect();
+    assert_eq!(got, want, "each step exactly once, in order: {history}");
+    let mut balance = initial;
+    for (step, agent, before, after) in &records {
+        assert_eq!(*before, balance, "step {step} starts from the previous balance: {history}");
+        let next = expected_balance(balance, bps, 1);
+        assert_eq!(*after, next, "step {step} applies one interest step: {history}");
+        assert_eq!(agent, "agent-b", "step {step} by agent-b: {history}");
+        balance = next;
+    }
+    assert_eq!(balance, expected_balance(initial, bps, steps));
+}

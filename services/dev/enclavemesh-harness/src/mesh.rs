@@ -1,0 +1,243 @@
+//! A dev mesh of real processes: kms-emulator, kms-sidecar, agents, bridge.
+
+use crate::kms::{self, TestTsk};
+use crate::proc::{Proc, bin_path, free_port, wait_for};
+use base64::Engine;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub struct MeshOptions {
+    /// PCR0s the key policy allows.
+    pub policy_pcr0s: Vec<String>,
+}
+
+/// A random 48-byte PCR value, hex.
+pub fn random_pcr0() -> String {
+    let mut b = [0u8; 48];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("urandom");
+    hex::encode(b)
+}
+
+pub struct DevMesh {
+    pub dir: tempfile::TempDir,
+    pub kms_endpoint: String,
+    pub sidecar_addr: String,
+    pub tsk: TestTsk,
+    pub tsk_file: PathBuf,
+    pub emulator: Proc,
+    pub sidecar: Option<Proc>,
+    /// Extra environment for every process this mesh starts (see [`DevMesh::start_with_env`]).
+    pub env: Vec<(String, String)>,
+}
+
+/// Sets `env` on `cmd`; when there is any, also `OTEL_SERVICE_NAME=service`, so each
+/// process exports telemetry under its own name (agent-a, kms-sidecar, ...).
+pub fn apply_env(cmd: &mut Command, env: &[(String, String)], service: &str) {
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if !env.is_empty() {
+        cmd.env("OTEL_SERVICE_NAME", service);
+    }
+}
+
+impl DevMesh {
+    pub fn dev_dir(&self) -> PathBuf {
+        self.dir.path().join("dev")
+    }
+    pub fn logs_dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn audit_log(&self) -> PathBuf {
+        self.dev_dir().join("kms/audit.jsonl")
+    }
+
+    /// Starts the emulator, creates the TSK, writes the policy and starts the sidecar.
+    pub async fn start(opts: MeshOptions) -> DevMesh {
+        Self::start_with_env(opts, Vec::new()).await
+    }
+
+    /// Like [`Self::start`], with extra environment for every process the mesh starts
+    /// (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`); each also gets `OTEL_SERVICE_NAME` = its name.
+    pub async fn start_with_env(opts: MeshOptions, env: Vec<(String, String)>) -> DevMesh {
+        let dir = tempfile::Builder::new().prefix("enclavemesh-it").tempdir().expect("tempdir");
+        let dev = dir.path().join("dev");
+        std::fs::create_dir_all(dev.join("kms")).expect("dev dir");
+        let port = free_port();
+        let kms_endpoint = format!("http://127.0.0.1:{port}");
+        let emulator = spawn_emulator(dir.path(), port, &env);
+        let client = kms::client(&kms_endpoint).await;
+        let tsk = kms::create_tsk(&client).await.expect("create TSK");
+        kms::put_policy(&client, &tsk.key_id, &opts.policy_pcr0s).await.expect("put policy");
+        let tsk_file = dev.join("encrypted-tsk.b64");
+        std::fs::write(&tsk_file, base64::engine::general_purpose::STANDARD.encode(&tsk.blob)).expect("tsk file");
+
+        let sidecar_addr = format!("unix://{}", dir.path().join("sidecar.sock").display());
+        let mut mesh = DevMesh { dir, kms_endpoint, sidecar_addr, tsk, tsk_file, emulator, sidecar: None, env };
+        mesh.start_sidecar();
+        mesh
+    }
+
+    /// Port of the emulator (from `kms_endpoint`).
+    pub fn kms_port(&self) -> u16 {
+        self.kms_endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("kms_endpoint has a port")
+    }
+
+    /// Stops the emulator (SIGKILL, like a crash); [`Self::start_emulator`] brings it back.
+    pub fn stop_emulator(&mut self) {
+        self.emulator.kill();
+    }
+
+    /// (Re)starts the emulator on the same port with the same state file and audit log,
+    /// so keys and policies survive, and waits until it listens.
+    pub fn start_emulator(&mut self) {
+        self.emulator = spawn_emulator(self.dir.path(), self.kms_port(), &self.env);
+    }
+
+    pub fn start_sidecar(&mut self) {
+        let sock = self.dir.path().join("sidecar.sock");
+        let mut cmd = Command::new(bin_path("kms-sidecar"));
+        cmd.arg("--listen")
+            .arg(&self.sidecar_addr)
+            .arg("--kms-endpoint")
+            .arg(&self.kms_endpoint)
+            .env("AWS_ACCESS_KEY_ID", "devkey")
+            .env("AWS_SECRET_ACCESS_KEY", "devsecret")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE");
+        apply_env(&mut cmd, &self.env, "kms-sidecar");
+        let mut p = Proc::spawn("kms-sidecar", cmd, self.dir.path());
+        wait_for("sidecar socket", Duration::from_secs(20), || {
+            p.assert_running();
+            sock.exists()
+        });
+        self.sidecar = Some(p);
+    }
+
+    /// Command line for an agent in simulated mode serving on a unix socket.
+    pub fn agent_command(&self, name: &str, kind: &str, pcr0: Option<&str>) -> (Command, PathBuf) {
+        self.agent_command_via(name, kind, pcr0, &self.sidecar_addr)
+    }
+
+    /// Like [`Self::agent_command`] with another sidecar address (e.g. a recorder).
+    pub fn agent_command_via(&self, name: &str, kind: &str, pcr0: Option<&str>, sidecar: &str) -> (Command, PathBuf) {
+        self.agent_command_with(name, kind, pcr0, sidecar, 20)
+    }
+
+    /// Like [`Self::agent_command_via`] with another `--bootstrap-timeout-secs`.
+    pub fn agent_command_with(
+        &self,
+        name: &str,
+        kind: &str,
+        pcr0: Option<&str>,
+        sidecar: &str,
+        bootstrap_timeout_secs: u64,
+    ) -> (Command, PathBuf) {
+        let sock = self.dir.path().join(format!("{name}.sock"));
+        let mut cmd = Command::new(bin_path("enclave-agent"));
+        cmd.arg("--listen")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--name")
+            .arg(name)
+            .arg("--kind")
+            .arg(kind)
+            .arg("--sidecar")
+            .arg(sidecar)
+            .arg("--tsk-file")
+            .arg(&self.tsk_file)
+            .arg("--nsm")
+            .arg("simulated")
+            .arg("--dev-dir")
+            .arg(self.dev_dir())
+            .arg("--bootstrap-timeout-secs")
+            .arg(bootstrap_timeout_secs.to_string());
+        if let Some(p) = pcr0 {
+            cmd.arg("--sim-pcr0").arg(p);
+        }
+        apply_env(&mut cmd, &self.env, name);
+        (cmd, sock)
+    }
+
+    /// Starts an agent and waits until it serves.
+    pub fn start_agent(&self, name: &str, kind: &str, pcr0: Option<&str>) -> (Proc, PathBuf) {
+        let (cmd, sock) = self.agent_command(name, kind, pcr0);
+        let mut p = Proc::spawn(name, cmd, self.dir.path());
+        wait_for(&format!("{name} socket"), Duration::from_secs(60), || {
+            p.assert_running();
+            sock.exists()
+        });
+        (p, sock)
+    }
+
+    /// Starts a vsock-bridge from a free TCP port to `target`; returns it and the port.
+    pub fn start_bridge(&self, target: &str) -> (Proc, u16) {
+        let port = free_port();
+        (self.start_bridge_on(target, port), port)
+    }
+
+    /// Starts a vsock-bridge on a given TCP port (e.g. to restart one on its old port).
+    pub fn start_bridge_on(&self, target: &str, port: u16) -> Proc {
+        let mut cmd = Command::new(bin_path("vsock-bridge"));
+        cmd.arg("--listen").arg(format!("tcp://127.0.0.1:{port}")).arg("--target").arg(target);
+        apply_env(&mut cmd, &self.env, "vsock-bridge");
+        let mut p = Proc::spawn("vsock-bridge", cmd, self.dir.path());
+        wait_for("bridge port", Duration::from_secs(20), || {
+            p.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        p
+    }
+
+    /// All log files of this mesh, concatenated.
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Starts the kms-emulator on `port` with its state in `dir/dev/kms` and waits until it listens.
+fn spawn_emulator(dir: &Path, port: u16, env: &[(String, String)]) -> Proc {
+    let dev = dir.join("dev");
+    let mut cmd = Command::new(bin_path("kms-emulator"));
+    cmd.env("ENCLAVEMESH_DEV_DIR", &dev)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state-file")
+        .arg(dev.join("kms/state.json"))
+        .arg("--audit-log")
+        .arg(dev.join("kms/audit.jsonl"));
+    apply_env(&mut cmd, env, "kms-emulator");
+    let mut emulator = Proc::spawn("kms-emulator", cmd, dir);
+    wait_for("kms-emulator port", Duration::from_secs(20), || {
+        emulator.assert_running();
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    emulator
+}
+
+/// Renders `secret` in the encodings it could leak in (raw, hex, base64).
+pub fn leak_forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    vec![
+        secret.to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+        b64.trim_end_matches('=').as_bytes().to_vec(),
+    ]
+}
+
+/// Whether `haystack` contains any form of `secret`.
+pub fn contains_secret(haystack: &[u8], secret: &[u8]) -> bool {
+    leak_forms(secret)
+        .iter()
+        .any(|needle| !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+}

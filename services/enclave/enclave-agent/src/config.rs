@@ -1,0 +1,159 @@
+//! The agent's whole configuration: one struct, from flags or environment.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use enclavemesh_transport::Address;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "enclave-agent",
+    about = "Enclave Mesh agent: serves AgentService inside a Nitro Enclave (or a simulated one in dev).",
+    long_about = "At start the agent makes an ephemeral RSA key, gets an attestation document from the \
+NSM binding that key, and asks the parent's kms-sidecar to Decrypt the encrypted TSK with that document \
+as Recipient. KMS releases the TSK only if the document's PCR0 is allowed by the key policy, wrapped to \
+the ephemeral key, so the TSK exists in clear only in this process. Then it serves AgentService, \
+grpc.health.v1 and server reflection on --listen."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the simulated measurements of an agent binary in nitro-cli's JSON shape
+    /// ({"Measurements": {"HashAlgorithm", "PCR0", "PCR1", "PCR2"}}).
+    Measure {
+        /// Binary to measure (default: this executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+/// Which NSM to attest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NsmKind {
+    /// The real Nitro Security Module at /dev/nsm.
+    Nitro,
+    /// The dev-mode simulator: real-format documents signed by the dev CA.
+    Simulated,
+}
+
+/// Which built-in agent logic to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentKind {
+    /// Agent A: creates a ledger state (Init).
+    LedgerInit,
+    /// Agent B: applies one interest step to a ledger state (Process).
+    Interest,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Transport address to serve on: vsock://ANY:5000, unix:///path or tcp://host:port.
+    #[arg(long, env = "AGENT_LISTEN", default_value = "vsock://ANY:5000")]
+    pub listen: Address,
+
+    /// Agent name, bound into every envelope it seals (e.g. agent-a).
+    #[arg(long, env = "AGENT_NAME", default_value = "agent")]
+    pub name: String,
+
+    /// Built-in agent logic.
+    #[arg(long, env = "AGENT_KIND", value_enum, default_value = "interest")]
+    pub kind: AgentKind,
+
+    /// Address of the parent's kms-sidecar.
+    #[arg(long, env = "KMS_SIDECAR_ADDR", default_value = "vsock://3:8000")]
+    pub sidecar: Address,
+
+    /// Take the agent name, kind, TSK file and key id from the kms-sidecar at boot
+    /// (its GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an
+    /// enclave gets no flags or environment from nitro-cli, so the enclave image sets
+    /// this. --name/--kind/--tsk-file/--key-id are then ignored.
+    #[arg(long, env = "AGENT_CONFIG_FROM_SIDECAR")]
+    pub config_from_sidecar: bool,
+
+    /// File with the KMS-encrypted TSK: one base64 CiphertextBlob (version 1) or lines
+    /// `v<N>:<base64>` for several versions (written by scripts/setup-kms.sh).
+    #[arg(long, env = "AGENT_TSK_FILE")]
+    pub tsk_file: Option<PathBuf>,
+
+    /// TSK versions to retire, comma-separated (e.g. `1,2`). A retired version is
+    /// not even requested from KMS, so envelopes still sealed under it are refused
+    /// with FAILED_PRECONDITION (unknown_key_version). Retire a version only after
+    /// every workflow in flight has re-sealed its state under a newer one (each
+    /// Init/Process seals with the newest version held). At least one version in
+    /// --tsk-file must stay active.
+    #[arg(long, env = "AGENT_RETIRED_KEY_VERSIONS", value_delimiter = ',', value_name = "N[,N...]")]
+    pub retired_key_versions: Vec<u32>,
+
+    /// Also append every audit record (JSON lines) to this local file. Dev convenience:
+    /// in production the enclave has no disk, and the parent fetches the trail with the
+    /// AuditLog RPC (`enclavemesh audit fetch --agent ADDR > FILE`). Either way,
+    /// `enclavemesh audit verify FILE` detects removed, edited or reordered records.
+    #[arg(long, env = "AGENT_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// How often new records in --audit-log are signed (a checkpoint line). Signing
+    /// is kept off the request path; records newer than the last checkpoint verify
+    /// once the next one is written (or with `enclavemesh audit fetch`).
+    #[arg(
+        long,
+        env = "AGENT_AUDIT_CHECKPOINT_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub audit_checkpoint_ms: u64,
+
+    /// Audit records kept in enclave memory (besides the bootstrap record), ~0.5 KB
+    /// each. Older ones are evicted; export with `enclavemesh audit fetch` at least
+    /// this often, or `audit verify` reports the evicted records as removed.
+    #[arg(long, env = "AGENT_AUDIT_MAX_RECORDS", default_value_t = enclavemesh_audit::DEFAULT_MAX_RECORDS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub audit_max_records: usize,
+
+    /// Memory the held audit records may take, in bytes (default 8 MiB, ~15 000
+    /// records): what bounds the agent's footprint, whichever of this and
+    /// --audit-max-records is reached first evicts the oldest records.
+    #[arg(long, env = "AGENT_AUDIT_MAX_BYTES", default_value_t = enclavemesh_audit::DEFAULT_MAX_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub audit_max_bytes: usize,
+
+    /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
+    #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
+    pub key_id: String,
+
+    /// NSM backend.
+    #[arg(long, env = "AGENT_NSM", value_enum, default_value = "nitro")]
+    pub nsm: NsmKind,
+
+    /// Dev state directory holding the dev CA (simulated NSM only).
+    #[arg(long, env = "ENCLAVEMESH_DEV_DIR", default_value = ".dev")]
+    pub dev_dir: PathBuf,
+
+    /// Simulated PCR0 as 96 hex chars (default: SHA-384 of this agent binary, so new code = new PCR0).
+    #[arg(long, env = "AGENT_SIM_PCR0")]
+    pub sim_pcr0: Option<String>,
+
+    /// Simulate a debug-mode enclave (all-zero PCRs), which KMS and verifiers refuse.
+    #[arg(long, env = "AGENT_SIM_DEBUG_MODE")]
+    pub sim_debug_mode: bool,
+
+    /// Give up bootstrapping after this many seconds of transient failures (sidecar down, KMS unreachable).
+    #[arg(long, env = "AGENT_BOOTSTRAP_TIMEOUT_SECS", default_value_t = 60)]
+    pub bootstrap_timeout_secs: u64,
+
+    /// Largest gRPC request accepted, in bytes (checked before decoding).
+    #[arg(long, env = "AGENT_MAX_MESSAGE_BYTES", default_value_t = enclavemesh_proto::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Largest envelope ciphertext accepted, in bytes.
+    #[arg(long, env = "AGENT_MAX_STATE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_state_bytes: usize,
+
+    /// Per-request deadline in milliseconds.
+    #[arg(long, env = "AGENT_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}

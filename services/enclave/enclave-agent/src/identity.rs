@@ -1,0 +1,69 @@
+//! The enclave's identity: its NSM and its ephemeral RSA key.
+//!
+//! Both are created once at start. The RSA key exists only in this process; its
+//! public half goes into every attestation document so KMS can wrap answers to it.
+
+use crate::config::NsmKind;
+use crate::settings::NsmSettings;
+use enclavemesh_attestation::{NitroNsm, Nsm, SimulatedMeasurements, SimulatedNsm};
+use enclavemesh_recipient::EphemeralKeyPair;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("NSM unavailable: {0}")]
+    Nsm(#[from] enclavemesh_attestation::NsmError),
+    #[error("--sim-pcr0 must be 96 hex characters (SHA-384), got {0:?}")]
+    BadPcr0(String),
+    #[error("cannot measure the agent binary for the simulated PCR0: {0}")]
+    Measure(std::io::Error),
+    #[error("cannot generate the ephemeral RSA key: {0}")]
+    Key(#[from] enclavemesh_recipient::RecipientError),
+}
+
+/// NSM + ephemeral key, shared by bootstrap and the service.
+pub struct EnclaveIdentity {
+    pub nsm: Arc<dyn Nsm>,
+    pub key: EphemeralKeyPair,
+    pub pcr0_hex: String,
+}
+
+/// Parses a 96-hex-char PCR value.
+fn parse_pcr(hex_str: &str) -> Result<[u8; 48], IdentityError> {
+    let bytes = hex::decode(hex_str.trim()).map_err(|_| IdentityError::BadPcr0(hex_str.to_string()))?;
+    bytes.try_into().map_err(|_| IdentityError::BadPcr0(hex_str.to_string()))
+}
+
+/// The simulated PCR0: an explicit override, or the SHA-384 of the running binary so
+/// that rebuilding the agent with different code changes its measurement.
+fn simulated_pcr0(nsm: &NsmSettings) -> Result<[u8; 48], IdentityError> {
+    match &nsm.sim_pcr0 {
+        Some(h) => parse_pcr(h),
+        None => {
+            let exe = std::env::current_exe().map_err(IdentityError::Measure)?;
+            enclavemesh_attestation::measure_file(&exe).map_err(IdentityError::Measure)
+        }
+    }
+}
+
+impl EnclaveIdentity {
+    pub fn create(settings: &NsmSettings) -> Result<Self, IdentityError> {
+        let nsm: Arc<dyn Nsm> = match settings.kind {
+            NsmKind::Nitro => Arc::new(NitroNsm::open()?),
+            NsmKind::Simulated => {
+                let mut m = SimulatedMeasurements::from_pcr0(simulated_pcr0(settings)?);
+                m.debug_mode = settings.sim_debug_mode;
+                Arc::new(SimulatedNsm::new(&settings.dev_dir, m)?)
+            }
+        };
+        let pcr0_hex = hex::encode(nsm.describe_pcr(0)?);
+        let key = EphemeralKeyPair::generate()?;
+        Ok(Self { nsm, key, pcr0_hex })
+    }
+
+    /// An attestation document binding our public key, for KMS's Recipient.
+    pub fn attest_for_kms(&self) -> Result<Vec<u8>, enclavemesh_attestation::NsmError> {
+        let nonce: [u8; 32] = rand::random();
+        self.nsm.attestation(None, Some(&nonce), Some(self.key.public_key_der()))
+    }
+}

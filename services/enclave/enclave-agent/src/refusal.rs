@@ -1,0 +1,84 @@
+//! One mapping from the agent's failures to refused calls.
+//!
+//! Every refusal leaves as a [`Refusal`] in the status details (see
+//! `enclavemesh_proto::refusal`), so the worker, the audit trail and the metrics read the
+//! same kind; the message is for people. Also here: how a handler's span records the way
+//! its call ended.
+
+use enclavemesh_proto::{DecodeError, Refusal};
+use enclavemesh_sealing::{OpenError, SealError};
+use tonic::Status;
+
+use crate::logic::LogicError;
+
+pub fn open_error(e: &OpenError) -> Status {
+    e.refusal().status(format!("cannot open envelope: {e}"))
+}
+
+pub fn seal_error(e: &SealError) -> Status {
+    e.refusal().status(format!("sealing failed: {e}"))
+}
+
+pub fn logic_error(e: LogicError) -> Status {
+    match e {
+        LogicError::InvalidInput(m) => Refusal::InvalidInput.status(m),
+        LogicError::NotSupported(m) => Refusal::WrongRole.status(m),
+    }
+}
+
+pub fn decode_error(what: &str, e: DecodeError) -> Status {
+    match e {
+        DecodeError::TooLarge { .. } => Refusal::EnvelopeTooLarge.status(format!("{what}: {e}")),
+        DecodeError::Malformed(_) => Refusal::EnvelopeMalformed.status(format!("{what}: {e}")),
+    }
+}
+
+/// A refusal from the kms-sidecar (or the way to it), passed on with `context`: the
+/// sidecar's kind when it sent one, else transient trouble is `kms_unavailable`.
+pub fn kms_error(context: &str, s: &Status) -> Status {
+    let message = format!("{context}: {}", s.message());
+    match Refusal::of(s) {
+        Some(kind) => kind.status(message),
+        None if crate::sidecar::is_transient(s.code()) => Refusal::KmsUnavailable.status(message),
+        None => Refusal::KmsBadResponse.status(message),
+    }
+}
+
+/// Records on the current handler span how the call ended: `outcome` (`ok` / `error`)
+/// and, for errors, `error.kind` (the refusal's label). Kinds only: status messages stay
+/// out of the span.
+pub fn finish<T>(result: Result<T, Status>) -> Result<T, Status> {
+    let span = tracing::Span::current();
+    match &result {
+        Ok(_) => {
+            span.record("outcome", "ok");
+        }
+        Err(s) => {
+            span.record("outcome", "error");
+            span.record("error.kind", Refusal::of(s).unwrap_or(Refusal::AgentError).label());
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kms_trouble_keeps_the_sidecars_kind_or_names_one() {
+        let denied = kms_error("decrypting the note", &Refusal::KmsAccessDenied.status("PCR0 not allowed"));
+        assert_eq!(Refusal::of(&denied), Some(Refusal::KmsAccessDenied));
+        assert_eq!(denied.message(), "decrypting the note: PCR0 not allowed");
+        let down = kms_error("decrypting the note", &Status::unavailable("connection refused"));
+        assert_eq!(Refusal::of(&down), Some(Refusal::KmsUnavailable));
+        let odd = kms_error("decrypting the note", &Status::not_found("what"));
+        assert_eq!(Refusal::of(&odd), Some(Refusal::KmsBadResponse));
+    }
+
+    #[test]
+    fn logic_refusals_are_typed() {
+        assert_eq!(Refusal::of(&logic_error(LogicError::InvalidInput("x".into()))), Some(Refusal::InvalidInput));
+        assert_eq!(Refusal::of(&logic_error(LogicError::NotSupported("x".into()))), Some(Refusal::WrongRole));
+    }
+}

@@ -1,0 +1,218 @@
+//! Everything the agent runs with, resolved once at start.
+//!
+//! Most of it comes from flags or environment ([`Config`]). In an enclave, nitro-cli
+//! passes neither, so the parts the parent decides (name, kind, key id and the encrypted
+//! TSK file) come from the kms-sidecar instead (`--config-from-sidecar`, set by the
+//! enclave image). The parent is untrusted, so what it hands out is checked here, once:
+//! a short name, a kind this agent knows, and a TSK file that parses. After this stage
+//! nothing reads [`Config`] again.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use enclavemesh_proto::limits::is_agent_name;
+use enclavemesh_proto::v1::{AgentConfigRequest, AgentConfigResponse};
+use enclavemesh_server::Hardening;
+use enclavemesh_transport::Address;
+use tonic::Code;
+
+use crate::config::{AgentKind, Config, NsmKind};
+use crate::sidecar::{Retried, SidecarClient, retry_transient};
+use crate::tsk_file::{self, EncryptedTsk, TskFileError};
+
+/// Why the agent could not settle what it runs with.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh \
+         (in an enclave, use --config-from-sidecar)"
+    )]
+    NoTskFile,
+    #[error(transparent)]
+    TskFile(#[from] TskFileError),
+    #[error(
+        "the kms-sidecar at {sidecar} gave no agent configuration ({code:?}: {message}). This agent runs with \
+         --config-from-sidecar (the enclave image sets it): give the sidecar --agent-role CID=NAME:KIND and \
+         --agent-tsk-file"
+    )]
+    NoAgentConfig { sidecar: Address, code: Code, message: String },
+    #[error(
+        "gave up after {secs}s waiting for the kms-sidecar at {sidecar} to give this agent its configuration \
+         ({last}). Start it (systemctl start enclavemesh-kms-sidecar, or scripts/dev.sh up) and check the vsock \
+         CID/port"
+    )]
+    SidecarUnavailable { secs: u64, sidecar: Address, last: String },
+    #[error(
+        "the kms-sidecar at {sidecar} gave an unusable agent configuration: {reason}. Fix the sidecar's \
+         --agent-role CID=NAME:KIND"
+    )]
+    BadAgentConfig { sidecar: Address, reason: String },
+}
+
+/// How the agent attests.
+#[derive(Debug, Clone)]
+pub struct NsmSettings {
+    pub kind: NsmKind,
+    /// Dev state directory holding the dev CA (simulated NSM only).
+    pub dev_dir: PathBuf,
+    pub sim_pcr0: Option<String>,
+    pub sim_debug_mode: bool,
+}
+
+/// The audit trail's bounds and its optional local copy.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub log: Option<PathBuf>,
+    pub checkpoint_every: Duration,
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// The agent's settings, resolved once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Name bound into every envelope this agent seals.
+    pub name: String,
+    pub kind: AgentKind,
+    /// KMS key id/ARN of the TSK ("": KMS infers it from the blob).
+    pub key_id: String,
+    /// The TSK versions to release, retired ones already removed.
+    pub tsk_versions: Vec<EncryptedTsk>,
+    pub retired_key_versions: Vec<u32>,
+    pub listen: Address,
+    pub sidecar: Address,
+    pub nsm: NsmSettings,
+    pub audit: AuditSettings,
+    /// How long key release may wait for a sidecar/KMS that is not up yet.
+    pub bootstrap_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub max_state_bytes: usize,
+    pub hardening: Hardening,
+}
+
+/// The role and TSK file, from flags or from the parent.
+struct Role {
+    name: String,
+    kind: AgentKind,
+    key_id: String,
+    tsk_versions: Vec<EncryptedTsk>,
+}
+
+impl Settings {
+    /// Resolves `cfg`, asking the sidecar for the role when `--config-from-sidecar`.
+    pub async fn resolve(cfg: Config, sidecar: &SidecarClient) -> Result<Settings, SettingsError> {
+        let bootstrap_timeout = Duration::from_secs(cfg.bootstrap_timeout_secs);
+        let role = if cfg.config_from_sidecar {
+            let given = fetch_agent_config(sidecar, &cfg.sidecar, Instant::now() + bootstrap_timeout).await?;
+            let role = role_from_parent(given, &cfg.sidecar)?;
+            tracing::info!(agent = %role.name, kind = ?role.kind, "agent configuration from the kms-sidecar");
+            role
+        } else {
+            let path = cfg.tsk_file.as_deref().ok_or(SettingsError::NoTskFile)?;
+            Role { name: cfg.name, kind: cfg.kind, key_id: cfg.key_id, tsk_versions: tsk_file::read(path)? }
+        };
+        let tsk_versions = tsk_file::without_retired(role.tsk_versions, &cfg.retired_key_versions)?;
+        Ok(Settings {
+            name: role.name,
+            kind: role.kind,
+            key_id: role.key_id,
+            tsk_versions,
+            retired_key_versions: cfg.retired_key_versions,
+            listen: cfg.listen,
+            sidecar: cfg.sidecar,
+            nsm: NsmSettings {
+                kind: cfg.nsm,
+                dev_dir: cfg.dev_dir,
+                sim_pcr0: cfg.sim_pcr0,
+                sim_debug_mode: cfg.sim_debug_mode,
+            },
+            audit: AuditSettings {
+                log: cfg.audit_log,
+                checkpoint_every: Duration::from_millis(cfg.audit_checkpoint_ms),
+                max_records: cfg.audit_max_records,
+                max_bytes: cfg.audit_max_bytes,
+            },
+            bootstrap_timeout,
+            max_message_bytes: cfg.max_message_bytes,
+            max_state_bytes: cfg.max_state_bytes,
+            hardening: Hardening {
+                request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+                ..Hardening::default()
+            },
+        })
+    }
+}
+
+/// The role the parent hands out, checked: a short name and a kind this agent knows.
+fn role_from_parent(given: AgentConfigResponse, sidecar: &Address) -> Result<Role, SettingsError> {
+    let bad = |reason: String| SettingsError::BadAgentConfig { sidecar: sidecar.clone(), reason };
+    if !is_agent_name(&given.name) {
+        return Err(bad(format!(
+            "agent name of {} bytes (1 to {} of A-Z a-z 0-9 - _)",
+            given.name.len(),
+            enclavemesh_proto::limits::MAX_AGENT_NAME_BYTES
+        )));
+    }
+    let kind = <AgentKind as clap::ValueEnum>::from_str(&given.kind, false).map_err(|_| {
+        bad(format!(
+            "kind '{}' (this agent knows ledger-init and interest)",
+            given.kind.chars().take(32).collect::<String>().escape_debug()
+        ))
+    })?;
+    let tsk_versions = tsk_file::parse(&given.tsk_file, "the TSK file from the kms-sidecar")?;
+    Ok(Role { name: given.name, kind, key_id: given.key_id, tsk_versions })
+}
+
+/// The agent's role and encrypted-TSK file from the parent, retried while the sidecar
+/// is not up yet.
+async fn fetch_agent_config(
+    client: &SidecarClient,
+    addr: &Address,
+    deadline: Instant,
+) -> Result<AgentConfigResponse, SettingsError> {
+    let answer = retry_transient(deadline, || {
+        let mut client = client.clone();
+        async move {
+            Ok::<_, SettingsError>(
+                client.get_agent_config(AgentConfigRequest {}).await.map(tonic::Response::into_inner),
+            )
+        }
+    })
+    .await?;
+    match answer {
+        Retried::Answer(config) => Ok(config),
+        Retried::Refused(status) => Err(SettingsError::NoAgentConfig {
+            sidecar: addr.clone(),
+            code: status.code(),
+            message: status.message().to_string(),
+        }),
+        Retried::GaveUp { secs, last } => Err(SettingsError::SidecarUnavailable {
+            secs,
+            sidecar: addr.clone(),
+            last: format!("{:?}: {}", last.code(), last.message()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(name: &str, kind: &str) -> AgentConfigResponse {
+        AgentConfigResponse { name: name.into(), kind: kind.into(), tsk_file: "AQID\n".into(), key_id: "k".into() }
+    }
+
+    #[test]
+    fn the_parent_role_is_checked() {
+        let addr: Address = "unix:///s".parse().unwrap();
+        let role = role_from_parent(given("agent-b", "interest"), &addr).unwrap();
+        assert_eq!((role.name.as_str(), role.kind, role.tsk_versions.len()), ("agent-b", AgentKind::Interest, 1));
+        for (name, kind) in [("", "interest"), (&"x".repeat(65), "interest"), ("a b", "interest"), ("a", "root-shell")]
+        {
+            let e = role_from_parent(given(name, kind), &addr).err().unwrap();
+            assert!(matches!(e, SettingsError::BadAgentConfig { .. }), "{e}");
+        }
+        let no_tsk = AgentConfigResponse { tsk_file: String::new(), ..given("a", "interest") };
+        assert!(matches!(role_from_parent(no_tsk, &addr), Err(SettingsError::TskFile(_))));
+    }
+}

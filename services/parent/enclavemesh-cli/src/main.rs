@@ -1,0 +1,342 @@
+//! `enclavemesh`: start and watch `SecureStateLoop` runs, and deliberately reveal one field.
+//!
+//! All JSON shapes, names and defaults come from `enclavemesh_workflow::types`, the same
+//! definitions the worker registers, so CLI and worker cannot drift apart.
+
+mod audit;
+mod cloudtrail;
+mod load;
+mod output;
+mod verify;
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
+use enclavemesh_proto::v1::{RevealRequest, SealedEnvelope};
+use enclavemesh_transport::Address;
+use enclavemesh_workflow::connect::{connect_with_retry, default_identity};
+use enclavemesh_workflow::failure::classify_status;
+use enclavemesh_workflow::history::completed_steps;
+use enclavemesh_workflow::types::{
+    DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS, EnvelopeJson, Progress, StepSummaryJson,
+    WorkflowInput, WorkflowOutput,
+};
+use enclavemesh_workflow::{ProgressQuery, SecureStateLoopRun};
+use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::{
+    Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions,
+    WorkflowStartOptions,
+};
+use tracing::Instrument as _;
+
+use crate::output::{Failure, Out};
+
+/// Exit code when the workflow (or the reveal call) failed with a typed failure.
+const EXIT_FAILED: u8 = 2;
+/// Exit code when the workflow was cancelled, terminated or timed out.
+const EXIT_ABNORMAL: u8 = 3;
+
+/// Enclave Mesh command line: trigger SecureStateLoop runs on Temporal and reveal results.
+#[derive(Debug, Parser)]
+#[command(name = "enclavemesh", version)]
+struct Config {
+    /// Temporal frontend gRPC address.
+    #[arg(long, global = true, env = "TEMPORAL_ADDRESS", default_value = DEFAULT_TEMPORAL_ADDRESS)]
+    temporal_address: String,
+    /// Temporal namespace.
+    #[arg(long, global = true, env = "TEMPORAL_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Task queue the worker polls.
+    #[arg(long, global = true, env = "TEMPORAL_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Temporal Web UI base URL (for the printed workflow link).
+    #[arg(long, global = true, env = "TEMPORAL_UI_URL", default_value = "http://127.0.0.1:8233")]
+    ui_url: String,
+    /// Machine-readable output: one JSON object per line (progress lines, then a result).
+    #[arg(long, global = true, env = "ENCLAVEMESH_JSON")]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a SecureStateLoop run, print each step as it completes, then the result.
+    Trigger(TriggerArgs),
+    /// Open a workflow's final envelope in an agent and print ONE field (deliberate plaintext exit).
+    Reveal(RevealArgs),
+    /// Fetch an agent's tamper-evident audit trail (`audit fetch --agent ADDR > FILE`) or
+    /// check one (`audit verify FILE`): names the first removed, edited or reordered record.
+    Audit(audit::AuditArgs),
+    /// Run N SecureStateLoops at bounded concurrency; report completed/failed/lost (lost must
+    /// be 0), latency p50/p99, throughput and the agents' memory (--agent-pid NAME=PID).
+    Load(load::LoadArgs),
+    /// Check the running agent is the enclave image that was built: attestation (signature,
+    /// chain, nonce, no debug mode), PCR0 == build/enclave.eif.json; --deep also checks KMS's
+    /// Decrypt record (emulator audit log or CloudTrail). One PASS/FAIL line per check.
+    Verify(verify::VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    /// Number of ProcessState steps after InitState.
+    #[arg(long, env = "ENCLAVEMESH_STEPS", default_value_t = 1)]
+    steps: u32,
+    /// Starting balance in minor units (cents).
+    #[arg(long, env = "ENCLAVEMESH_INITIAL_BALANCE", default_value_t = 100_000, allow_negative_numbers = true)]
+    initial_balance: i64,
+    /// Interest per step in basis points (0..=10000).
+    #[arg(long, env = "ENCLAVEMESH_RATE_BPS", default_value_t = 250)]
+    rate_bps: u32,
+    /// Workflow id (default: a generated unique id).
+    #[arg(long, env = "ENCLAVEMESH_WORKFLOW_ID")]
+    workflow_id: Option<String>,
+    /// Base64 KMS ciphertext of a private note (from `aws kms encrypt`), decrypted only in the enclave.
+    #[arg(long, env = "ENCLAVEMESH_KMS_ENCRYPTED_NOTE_B64")]
+    kms_encrypted_note_b64: Option<String>,
+    /// Only start the workflow; do not wait for it.
+    #[arg(long)]
+    no_wait: bool,
+    /// Progress polling interval in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct RevealArgs {
+    /// Agent address holding the key (vsock://CID:PORT, unix:///path, tcp://host:port).
+    #[arg(long, env = "ENCLAVEMESH_REVEAL_AGENT")]
+    agent: Address,
+    /// Field to reveal: balance, step, rate_bps, history_digest, secret_note or history.
+    #[arg(long)]
+    field: String,
+    /// Workflow whose envelope to open (waits for it to finish).
+    #[arg(long)]
+    workflow_id: String,
+    /// For a failed run: use the last step that succeeded (from history) instead of the result.
+    #[arg(long)]
+    last_good: bool,
+    /// Timeout of the Reveal RPC in seconds.
+    #[arg(long, default_value_t = 10)]
+    rpc_timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cfg = Config::parse();
+    // Quiet by default: stdout is for results; RUST_LOG turns logs (stderr) on.
+    let telemetry = telemetry();
+    let out = Out::new(cfg.json);
+    let result = match &cfg.command {
+        Command::Trigger(args) => trigger(&cfg, args, &out).instrument(trigger_span(args)).await,
+        Command::Reveal(args) => reveal(&cfg, args, &out).await,
+        Command::Audit(args) => audit::run(args, cfg.json).await,
+        Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
+        Command::Verify(args) => verify::run(args).await,
+    };
+    // The trigger span has ended; export it (and wait) before exiting.
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            out.error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs (stderr) when `RUST_LOG` is set; OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set (then stderr shows warnings only unless `RUST_LOG` says otherwise). Neither:
+/// nothing is installed and stdout/stderr stay clean.
+fn telemetry() -> Option<enclavemesh_telemetry::TelemetryGuard> {
+    let rust_log = std::env::var_os("RUST_LOG").is_some();
+    let otlp = std::env::var(enclavemesh_telemetry::ENV_ENDPOINT).is_ok_and(|v| !v.trim().is_empty());
+    if !rust_log && !otlp {
+        return None;
+    }
+    if rust_log {
+        return Some(enclavemesh_telemetry::init("enclavemesh"));
+    }
+    let mut config = enclavemesh_telemetry::TelemetryConfig::from_env("enclavemesh");
+    config.log_filter = Some("warn".into());
+    match enclavemesh_telemetry::build(config) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("enclavemesh: OpenTelemetry export disabled: {e}");
+            None
+        }
+    }
+}
+
+/// Root span of one workflow run: its context goes into the workflow start header, so
+/// the worker's activity spans, the agents, the sidecar and KMS all join this trace.
+fn trigger_span(args: &TriggerArgs) -> tracing::Span {
+    tracing::info_span!(
+        "trigger",
+        otel.name = "trigger SecureStateLoop",
+        otel.kind = "client",
+        workflow.id = tracing::field::Empty,
+        steps = args.steps,
+        outcome = tracing::field::Empty,
+    )
+}
+
+type LoopHandle = WorkflowHandle<Client, SecureStateLoopRun>;
+
+fn generated_workflow_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("secure-state-loop-{}-{:x}{:05x}", now.as_secs(), now.subsec_nanos(), std::process::id() & 0xfffff)
+}
+
+fn ui_link(cfg: &Config, workflow_id: &str) -> String {
+    format!("{}/namespaces/{}/workflows/{}", cfg.ui_url.trim_end_matches('/'), cfg.namespace, workflow_id)
+}
+
+/// A few seconds of retries cover a server that is still starting; a server that is
+/// down still fails fast enough to read the error.
+const CONNECT_RETRY_FOR: Duration = Duration::from_secs(5);
+
+async fn client(cfg: &Config) -> anyhow::Result<Client> {
+    Ok(connect_with_retry(
+        &cfg.temporal_address,
+        &cfg.namespace,
+        &default_identity("enclavemesh-cli"),
+        CONNECT_RETRY_FOR,
+    )
+    .await?)
+}
+
+async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {
+    let client = client(cfg).await?;
+    let workflow_id = args.workflow_id.clone().unwrap_or_else(generated_workflow_id);
+    let input = WorkflowInput {
+        initial_balance: args.initial_balance,
+        rate_bps: args.rate_bps,
+        steps: args.steps,
+        kms_encrypted_note_b64: args.kms_encrypted_note_b64.clone(),
+    };
+    tracing::Span::current().record("workflow.id", workflow_id.as_str());
+    let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
+        .maybe_header(enclavemesh_workflow::trace_header::start_header())
+        .build();
+    let handle: LoopHandle = client
+        .start_workflow(SecureStateLoopRun, input, options)
+        .await
+        .with_context(|| format!("starting workflow {workflow_id}"))?;
+    let run_id = handle.run_id().unwrap_or_default().to_string();
+    let link = ui_link(cfg, &workflow_id);
+    out.started(&workflow_id, &run_id, &cfg.task_queue, args.steps, &link);
+    if args.no_wait {
+        return Ok(0);
+    }
+
+    // Long-poll the result while polling progress; each step is printed once.
+    let mut printed = 0usize;
+    let total = u64::from(args.steps) + 1;
+    let result = handle.get_result(WorkflowGetResultOptions::default());
+    tokio::pin!(result);
+    let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));
+    let outcome = loop {
+        tokio::select! {
+            r = &mut result => break r,
+            _ = tick.tick() => {
+                if let Some(steps) = progress(&handle).await {
+                    for s in steps.iter().skip(printed) {
+                        out.step(s, total);
+                    }
+                    printed = printed.max(steps.len());
+                }
+            }
+        }
+    };
+
+    let span = tracing::Span::current();
+    match outcome {
+        Ok(output) => {
+            span.record("outcome", "completed");
+            for s in output.steps.iter().skip(printed) {
+                out.step(s, total);
+            }
+            out.completed(&output, &run_id, &link)?;
+            Ok(0)
+        }
+        Err(WorkflowGetResultError::Failed(err)) => {
+            span.record("outcome", "failed");
+            // Print any steps that completed before the failure.
+            if let Some(steps) = progress(&handle).await {
+                for s in steps.iter().skip(printed) {
+                    out.step(s, total);
+                }
+            }
+            out.failed(&workflow_id, &run_id, &Failure::from_incoming(&err), &link);
+            Ok(EXIT_FAILED)
+        }
+        Err(e) => {
+            span.record("outcome", "abnormal");
+            out.failed(&workflow_id, &run_id, &Failure::other(&e), &link);
+            Ok(EXIT_ABNORMAL)
+        }
+    }
+}
+
+/// Completed step summaries: the `progress` query (needs a live worker), falling back to
+/// the activity results recorded in history.
+async fn progress(handle: &LoopHandle) -> Option<Vec<StepSummaryJson>> {
+    let query = handle.query(ProgressQuery, (), WorkflowQueryOptions::default());
+    if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_secs(2), query).await {
+        let p: Progress = p;
+        return Some(p.completed);
+    }
+    let events = handle.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.ok()?;
+    Some(completed_steps(&events).ok()?.into_iter().map(|s| s.summary).collect())
+}
+
+async fn reveal(cfg: &Config, args: &RevealArgs, out: &Out) -> anyhow::Result<u8> {
+    let client = client(cfg).await?;
+    let handle: LoopHandle = client.get_workflow_handle::<SecureStateLoopRun>(args.workflow_id.clone());
+    let envelope: EnvelopeJson = match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(WorkflowOutput { final_envelope, .. }) => final_envelope,
+        Err(e) if args.last_good => {
+            tracing::info!(error = %e, "workflow did not complete; using the last good step from history");
+            let events = handle
+                .fetch_history(WorkflowFetchHistoryOptions::default())
+                .into_events()
+                .await
+                .context("fetching workflow history")?;
+            match completed_steps(&events)?.pop() {
+                Some(s) => s.envelope,
+                None => bail!("workflow {} has no completed step to reveal", args.workflow_id),
+            }
+        }
+        Err(e) => {
+            bail!("workflow {} has no result to reveal ({e}); use --last-good for a failed run", args.workflow_id)
+        }
+    };
+    let state = SealedEnvelope::try_from(&envelope)?;
+    let channel = enclavemesh_transport::channel(&args.agent)?;
+    let mut agent = AgentServiceClient::new(channel);
+    let mut req = tonic::Request::new(RevealRequest {
+        workflow_id: args.workflow_id.clone(),
+        expected_step: envelope.step,
+        state: Some(state),
+        field: args.field.clone(),
+    });
+    let timeout = Duration::from_secs(args.rpc_timeout_secs.max(1));
+    req.set_timeout(timeout);
+    let resp = match tokio::time::timeout(timeout, agent.reveal(req)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(status)) => {
+            let f = classify_status(&status);
+            out.failed(&args.workflow_id, "", &Failure::typed(f.kind.label(), &f.message, !f.retryable()), "");
+            return Ok(EXIT_FAILED);
+        }
+        Err(_) => bail!("Reveal on {} did not answer within {timeout:?}", args.agent),
+    };
+    out.revealed(&args.workflow_id, envelope.step, &resp.field, &resp.value);
+    Ok(0)
+}

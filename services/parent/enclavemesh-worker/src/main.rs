@@ -1,0 +1,53 @@
+//! `enclavemesh-worker`: hosts the `SecureStateLoop` workflow and the agent activities.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use enclavemesh_transport::Address;
+use enclavemesh_worker::worker::{WorkerSettings, run_worker};
+use enclavemesh_workflow::types::{DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS};
+
+/// Temporal worker for Enclave Mesh: runs SecureStateLoop (InitState on Agent A, then
+/// ProcessState on Agent B per step), passing only sealed envelopes between agents.
+#[derive(Debug, Parser)]
+#[command(name = "enclavemesh-worker", version)]
+struct Config {
+    /// Temporal frontend gRPC address.
+    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = DEFAULT_TEMPORAL_ADDRESS)]
+    temporal_address: String,
+    /// Temporal namespace.
+    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Task queue to poll (workflows and activities).
+    #[arg(long, env = "TEMPORAL_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Agent A (ledger-init) address: vsock://CID:PORT, unix:///path or tcp://host:port.
+    #[arg(long, env = "AGENT_A_ADDR", default_value = "vsock://16:5000")]
+    agent_a: Address,
+    /// Agent B (interest) address.
+    #[arg(long, env = "AGENT_B_ADDR", default_value = "vsock://17:5000")]
+    agent_b: Address,
+    /// Timeout of one agent RPC, in seconds (a timeout is retried by Temporal).
+    #[arg(long, env = "AGENT_RPC_TIMEOUT_SECS", default_value_t = 10)]
+    rpc_timeout_secs: u64,
+    /// How long to keep retrying the initial Temporal connection, in seconds.
+    #[arg(long, env = "TEMPORAL_CONNECT_RETRY_SECS", default_value_t = 120)]
+    connect_retry_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = enclavemesh_telemetry::init("enclavemesh-worker");
+    let cfg = Config::parse();
+    let settings = WorkerSettings {
+        temporal_address: cfg.temporal_address,
+        namespace: cfg.namespace,
+        task_queue: cfg.task_queue,
+        agent_a: cfg.agent_a,
+        agent_b: cfg.agent_b,
+        rpc_timeout: Duration::from_secs(cfg.rpc_timeout_secs.max(1)),
+        connect_retry_for: Duration::from_secs(cfg.connect_retry_secs),
+    };
+    run_worker(settings, enclavemesh_transport::shutdown_signal()).await.context("enclavemesh-worker")
+}
