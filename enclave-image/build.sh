@@ -23,6 +23,17 @@ Dev mode (--dev, or automatically when nitro-cli is missing):
   PCR0 = sha384sum(BIN) (PCR1/PCR2 then as the simulator derives them).
   The simulated agent (--nsm simulated) reports the same PCR0 for the same binary.
 
+The enclave's KMS keys are part of its measured configuration (a parent that could
+name them could hand the enclave a TSK under a key of its own): --kms-key-arn and
+--input-key-arn (default: the ARNs scripts/setup-kms.sh recorded next to
+\$TSK_FILE, default ./encrypted-tsk.b64) are baked into the image, so they are in PCR0.
+
+Signing (--signing-cert/--signing-key): nitro-cli signs the EIF, which adds PCR8 (the
+certificate's hash) to the measurements; a key policy locked to PCR8
+(setup-kms-policy.sh --lock --from-build) then accepts every image signed with it.
+In dev mode only the certificate is needed: the simulated PCR8 is computed from it
+(run the simulated agent with --sim-signing-cert CERT to report it).
+
 Options:
   --dev                  force dev mode
   --nitro                force the Nitro build (fails if docker/nitro-cli are missing)
@@ -30,6 +41,12 @@ Options:
   --profile NAME         dev: cargo profile to build (default release)
   --out-dir DIR          default <repo>/build
   --tag TAG              docker tag (default enclavemesh/enclave-agent:<git short sha>)
+  --kms-key-arn ARN      nitro: the TSK key the image pins
+  --input-key-arn ARN    nitro: the input key the image pins
+  --tsk-file FILE        where setup-kms.sh wrote the TSK (ARNs from FILE.key-id and
+                         FILE.input-key-id); default ./encrypted-tsk.b64
+  --signing-cert PEM     sign the image (PCR8) with this certificate
+  --signing-key PEM      nitro: the certificate's private key
   --pin-base             resolve rust:1.95-alpine to its current digest and write it
                          into enclave-image/Dockerfile (needs docker buildx); then exit
   -h, --help             this help
@@ -39,6 +56,7 @@ EOF
 }
 
 mode="" agent_bin="" profile=release out_dir="$EM_ROOT/build" tag="" pin_base=0
+kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dev) mode=dev; shift ;;
@@ -52,6 +70,11 @@ while [[ $# -gt 0 ]]; do
         --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
         --tag=*) tag="${1#*=}"; shift ;;
         --pin-base) pin_base=1; shift ;;
+        --kms-key-arn) kms_key_arn="${2:?--kms-key-arn needs an ARN}"; shift 2 ;;
+        --input-key-arn) input_key_arn="${2:?--input-key-arn needs an ARN}"; shift 2 ;;
+        --tsk-file) tsk_file="${2:?--tsk-file needs a path}"; shift 2 ;;
+        --signing-cert) signing_cert="${2:?--signing-cert needs a path}"; shift 2 ;;
+        --signing-key) signing_key="${2:?--signing-key needs a path}"; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) em_die "unknown argument '$1'" "see enclave-image/build.sh --help" ;;
     esac
@@ -115,13 +138,26 @@ if [[ "$mode" == nitro ]]; then
     else
         sde=0 sha=local
     fi
+    kms_key_arn="${kms_key_arn:-$(head -n1 "$tsk_file.key-id" 2>/dev/null || true)}"
+    input_key_arn="${input_key_arn:-$(head -n1 "$tsk_file.input-key-id" 2>/dev/null || true)}"
+    arn_re='^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$'
+    [[ "$kms_key_arn" =~ $arn_re && "$input_key_arn" =~ $arn_re ]] ||
+        em_die "the image needs the key ARNs it pins (got '${kms_key_arn:-none}', '${input_key_arn:-none}')" \
+            "run scripts/setup-kms.sh --target aws first, or pass --kms-key-arn and --input-key-arn"
+    sign_args=()
+    if [[ -n "$signing_cert" || -n "$signing_key" ]]; then
+        [[ -f "$signing_cert" && -f "$signing_key" ]] ||
+            em_die "signing needs both --signing-cert and --signing-key files" "see enclave-image/README.md"
+        sign_args=(--signing-certificate "$signing_cert" --private-key "$signing_key")
+    fi
     tag="${tag:-enclavemesh/enclave-agent:$sha}"
-    em_info "docker build $tag (SOURCE_DATE_EPOCH=$sde)"
+    em_info "docker build $tag (SOURCE_DATE_EPOCH=$sde, TSK key $kms_key_arn)"
     DOCKER_BUILDKIT=1 SOURCE_DATE_EPOCH="$sde" docker build \
-        -f "$dockerfile" --build-arg "SOURCE_DATE_EPOCH=$sde" -t "$tag" "$EM_ROOT" >&2 ||
+        -f "$dockerfile" --build-arg "SOURCE_DATE_EPOCH=$sde" \
+        --build-arg "KMS_KEY_ARN=$kms_key_arn" --build-arg "INPUT_KEY_ARN=$input_key_arn" -t "$tag" "$EM_ROOT" >&2 ||
         em_die "docker build failed" "see the build log above"
-    em_info "nitro-cli build-enclave --docker-uri $tag --output-file $out_dir/enclave.eif"
-    nitro-cli build-enclave --docker-uri "$tag" --output-file "$out_dir/enclave.eif" >"$tmp" ||
+    em_info "nitro-cli build-enclave --docker-uri $tag --output-file $out_dir/enclave.eif ${sign_args[*]}"
+    nitro-cli build-enclave --docker-uri "$tag" --output-file "$out_dir/enclave.eif" "${sign_args[@]}" >"$tmp" ||
         em_die "nitro-cli build-enclave failed" "check /var/log/nitro_enclaves/ and that the allocator service runs"
 else
     if [[ -z "$agent_bin" ]]; then
@@ -137,7 +173,9 @@ else
         "build it: cargo build --release -p enclave-agent"
     agent_bin="$(cd "$(dirname "$agent_bin")" && pwd -P)/$(basename "$agent_bin")"
     # Preferred: the agent measures itself exactly as its simulated NSM will report.
-    if timeout 30 "$agent_bin" measure --binary "$agent_bin" >"$tmp" 2>/dev/null && validate_measurements "$tmp" 2>/dev/null; then
+    measure_args=(--binary "$agent_bin")
+    [[ -z "$signing_cert" ]] || measure_args+=(--signing-cert "$signing_cert")
+    if timeout 30 "$agent_bin" measure "${measure_args[@]}" >"$tmp" 2>/dev/null && validate_measurements "$tmp" 2>/dev/null; then
         em_info "measured with '$(basename "$agent_bin") measure'"
     else
         em_warn "'$(basename "$agent_bin") measure' unavailable: falling back to sha384sum for PCR0"

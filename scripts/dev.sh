@@ -9,9 +9,10 @@
 #
 # What `up` starts (logs and pids under $ENCLAVEMESH_DEV_DIR/run, default .dev/run):
 #   temporal dev server (db file .dev/temporal.db; UI on $TEMPORAL_UI_PORT),
-#   kms-emulator (HTTP $KMS_EMULATOR_PORT), then scripts/setup-kms.sh and
-#   scripts/setup-kms-policy.sh with the simulated PCR0 of the built agent,
-#   kms-sidecar, agent-a (ledger-init) and agent-b (interest) on unix sockets,
+#   kms-emulator (HTTPS $KMS_EMULATOR_PORT under the dev CA), then scripts/setup-kms.sh
+#   and scripts/setup-kms-policy.sh with the simulated PCR0 of the built agent,
+#   kms-sidecar (instance-role credentials, tunnelling kms.us-east-1.amazonaws.com:443
+#   to the emulator), agent-a (ledger-init) and agent-b (interest) on unix sockets,
 #   vsock-bridge to each agent (TCP $BRIDGE_A_PORT / $BRIDGE_B_PORT, for grpcurl),
 #   and the Temporal worker.
 # Ports: TEMPORAL_PORT (7233) TEMPORAL_UI_PORT (8233) KMS_EMULATOR_PORT (4599)
@@ -35,7 +36,7 @@ KMS_EMULATOR_PORT="${KMS_EMULATOR_PORT:-4599}"
 BRIDGE_A_PORT="${BRIDGE_A_PORT:-5005}"
 BRIDGE_B_PORT="${BRIDGE_B_PORT:-5006}"
 export ENCLAVEMESH_DEV_DIR="$DEV_DIR"
-export KMS_ENDPOINT="http://127.0.0.1:$KMS_EMULATOR_PORT"
+export KMS_ENDPOINT="https://localhost:$KMS_EMULATOR_PORT"
 export TEMPORAL_ADDRESS="http://127.0.0.1:$TEMPORAL_PORT"
 export TEMPORAL_UI_URL="http://127.0.0.1:$TEMPORAL_UI_PORT"
 
@@ -141,19 +142,23 @@ cmd_up() {
     wait_until "kms-emulator on :$KMS_EMULATOR_PORT" 30 kms-emulator tcp_up "$KMS_EMULATOR_PORT"
 
     local tsk="$DEV_DIR/encrypted-tsk.b64"
-    if [[ -s "$tsk" && ! -s "$DEV_DIR/kms/state.json" ]]; then
-        em_warn "$tsk belongs to a KMS state that no longer exists; moving it to $tsk.stale and creating a new TSK"
+    if [[ -s "$tsk" && ( ! -s "$DEV_DIR/kms/state.json" || ! -s "$tsk.input-key-id" ) ]]; then
+        em_warn "$tsk belongs to a KMS state that no longer exists (or predates the input key); moving it to $tsk.stale and creating a new TSK"
         mv -f "$tsk" "$tsk.stale"
-        rm -f "$tsk.key-id"
+        rm -f "$tsk.key-id" "$tsk.input-key-id"
     fi
     # Idempotent: reuses the key and TSK file when they exist (--rotate adds a version).
     "$EM_ROOT/scripts/setup-kms.sh" --target dev --out "$tsk" >/dev/null
     "$EM_ROOT/enclave-image/build.sh" --dev --agent-bin "$BIN/enclave-agent" >/dev/null
     "$EM_ROOT/scripts/setup-kms-policy.sh" --target dev --from-build
 
-    local sidecar="unix://$RUN_DIR/kms-sidecar.sock"
-    start kms-sidecar env AWS_ACCESS_KEY_ID=devkey AWS_SECRET_ACCESS_KEY=devsecret AWS_REGION=us-east-1 \
-        "$BIN/kms-sidecar" --listen "$sidecar" --kms-endpoint "$KMS_ENDPOINT"
+    # The sidecar holds the instance role's credentials (the emulator's dev identity) and
+    # tunnels the enclaves' TLS for KMS's hostname to the emulator.
+    local sidecar="unix://$RUN_DIR/kms-sidecar.sock" instance_creds
+    mapfile -t instance_creds < <(grep -E '^AWS_[A-Z_]+=' "$DEV_DIR/credentials/instance.env")
+    start kms-sidecar env "${instance_creds[@]}" AWS_REGION=us-east-1 \
+        "$BIN/kms-sidecar" --listen "$sidecar" --region us-east-1 \
+        --connect-to "kms.us-east-1.amazonaws.com:443=127.0.0.1:$KMS_EMULATOR_PORT"
     wait_until "kms-sidecar socket" 30 kms-sidecar test -S "$RUN_DIR/kms-sidecar.sock"
 
     local agent
@@ -161,7 +166,9 @@ cmd_up() {
         local kind=ledger-init
         [[ $agent == b ]] && kind=interest
         start "agent-$agent" "$BIN/enclave-agent" --name "agent-$agent" --kind "$kind" --nsm simulated \
-            --listen "unix://$RUN_DIR/agent-$agent.sock" --sidecar "$sidecar" --tsk-file "$tsk" --dev-dir "$DEV_DIR"
+            --listen "unix://$RUN_DIR/agent-$agent.sock" --sidecar "$sidecar" --tsk-file "$tsk" --dev-dir "$DEV_DIR" \
+            --kms-key-arn "$(head -n1 "$tsk.key-id")" --input-key-arn "$(head -n1 "$tsk.input-key-id")" \
+            --kms-trust "$DEV_DIR/dev-ca/root.der"
     done
     wait_until "agent-a to attest and get the TSK" 60 agent-a test -S "$RUN_DIR/agent-a.sock"
     wait_until "agent-b to attest and get the TSK" 60 agent-b test -S "$RUN_DIR/agent-b.sock"

@@ -66,7 +66,7 @@ fi
 
 # --- emulator on a free port --------------------------------------------------
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
-endpoint="http://127.0.0.1:$port"
+endpoint="https://localhost:$port"
 export ENCLAVEMESH_DEV_DIR="$tmp/dev"
 mkdir -p "$ENCLAVEMESH_DEV_DIR/kms"
 "$emu" --listen "127.0.0.1:$port" \
@@ -89,37 +89,44 @@ echo "kms-emulator pid $emu_pid on $endpoint (state in $ENCLAVEMESH_DEV_DIR/kms)
 unset KMS_ENDPOINT
 setup_kms() { "$ROOT/scripts/setup-kms.sh" --target dev --endpoint "$endpoint" "$@"; }
 setup_policy() { "$ROOT/scripts/setup-kms-policy.sh" --target dev --endpoint "$endpoint" "$@"; }
-# Direct aws calls with the same dev credentials the scripts use.
-dev_aws() {
-    AWS_ACCESS_KEY_ID=devkey AWS_SECRET_ACCESS_KEY=devsecret AWS_DEFAULT_REGION=us-east-1 \
-        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" \
-        aws --endpoint-url "$endpoint" kms "$@"
+# as WHO ARGS... : aws kms ARGS signed as the dev identity WHO (admin, instance, owner),
+# over HTTPS trusting the dev CA, as an operator with that role's credentials would.
+as() {
+    local who="$1"
+    shift
+    (
+        set -a
+        # shellcheck source=/dev/null
+        source "$ENCLAVEMESH_DEV_DIR/credentials/$who.env"
+        set +a
+        AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER="" \
+            AWS_CA_BUNDLE="$ENCLAVEMESH_DEV_DIR/dev-ca/root.pem" aws --endpoint-url "$endpoint" kms "$@"
+    )
 }
-# allowed_pcr0s KEY : the policy's PCR0 list, sorted, one per line.
-allowed_pcr0s() {
-    dev_aws get-key-policy --key-id "$1" --policy-name default --query Policy --output text | python3 -c '
+# denied WHO ARGS... : the call is refused with AccessDeniedException.
+denied() {
+    local err
+    if err="$(as "$@" 2>&1)"; then
+        printf '     allowed: %s\n' "$err" >&2
+        return 1
+    fi
+    grep -q AccessDeniedException <<<"$err" || { printf '     %s\n' "$err" >&2; return 1; }
+}
+# allowed_images KEY [PCR] : the policy's allowed list for PCR (default PCR0), sorted.
+allowed_images() {
+    as admin get-key-policy --key-id "$1" --policy-name default --query Policy --output text | python3 -c '
 import json, sys
+pcr = sys.argv[1]
 doc = json.load(sys.stdin)
 out = []
 for st in doc["Statement"]:
     for conds in (st.get("Condition") or {}).values():
-        v = conds.get("kms:RecipientAttestation:PCR0")
+        v = conds.get("kms:RecipientAttestation:" + pcr)
         if v is not None:
             out += [v] if isinstance(v, str) else v
-print("\n".join(sorted(out)))'
+print("\n".join(sorted(out)))' "${2:-PCR0}"
 }
-# policy_has_admin_decrypt KEY : true if any unconditioned statement allows kms:Decrypt.
-policy_has_admin_decrypt() {
-    dev_aws get-key-policy --key-id "$1" --policy-name default --query Policy --output text | python3 -c '
-import json, sys, fnmatch
-doc = json.load(sys.stdin)
-for st in doc["Statement"]:
-    acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-    if st.get("Effect") == "Allow" and not st.get("Condition") and \
-       any(fnmatch.fnmatch("kms:Decrypt", a) or fnmatch.fnmatch("kms:ReEncryptFrom", a) or a == "kms:CreateGrant" for a in acts):
-        sys.exit(0)
-sys.exit(1)'
-}
+allowed_pcr0s() { allowed_images "$1" PCR0; }
 
 out="$tmp/out"
 tsk="$tmp/tsk/encrypted-tsk.b64"
@@ -135,24 +142,32 @@ sorted() { printf '%s\n' "$@" | LC_ALL=C sort; }
 
 # --- setup-kms.sh ---------------------------------------------------------------
 check "setup-kms --help" run_to "$out" "$ROOT/scripts/setup-kms.sh" --help
-check "setup-kms creates key + TSK v1" run_to "$out" setup_kms --out "$tsk"
+check_fails "an http:// dev endpoint is refused (the emulator is HTTPS)" \
+    run_to "$out" "$ROOT/scripts/setup-kms.sh" --target dev --endpoint "http://127.0.0.1:$port" --out "$tmp/x.b64"
+check "creates both keys + TSK v1" run_to "$out" setup_kms --out "$tsk"
 check "TSK file has one line" eq "$(nlines "$tsk")" 1
-v1="$(line "$tsk" 1)"
-check "line 1 is bare base64 (version 1)" is_b64 "$v1"
+check "line 1 is v1:<base64>" grep -qE '^v1:[A-Za-z0-9+/]+=*$' "$tsk"
+v1="$(line "$tsk" 1 | cut -d: -f2)"
 check "TSK blob decodes to bytes" ne "$(base64 -d <<<"$v1" | wc -c | tr -d ' ')" 0
 key_arn="$(head -n1 "$tsk.key-id")"
-check "key ARN sidecar written" grep -qE '^arn:aws:kms:us-east-1:[0-9]{12}:key/' "$tsk.key-id"
+input_arn="$(head -n1 "$tsk.input-key-id")"
+check "TSK key ARN written" grep -qE '^arn:aws:kms:us-east-1:[0-9]{12}:key/' "$tsk.key-id"
+check "input key ARN written" grep -qE '^arn:aws:kms:us-east-1:[0-9]{12}:key/' "$tsk.input-key-id"
+check "two different keys" ne "$key_arn" "$input_arn"
 check "alias resolves to the recorded key" \
-    eq "$(dev_aws describe-key --key-id alias/enclavemesh-tsk --query KeyMetadata.Arn --output text)" "$key_arn"
+    eq "$(as admin describe-key --key-id alias/enclavemesh-tsk --query KeyMetadata.Arn --output text)" "$key_arn"
+check "a new key allows no image yet" eq "$(allowed_pcr0s "$key_arn")" ""
+check "the version's context names purpose and version" \
+    grep -q '"enclavemesh-tsk-version":"1"' <(grep GenerateDataKeyWithoutPlaintext "$ENCLAVEMESH_DEV_DIR/kms/audit.jsonl" | tail -n1 | tr -d ' ')
 
 check "re-run succeeds" run_to "$out" setup_kms --out "$tsk"
-check "re-run is idempotent (file unchanged)" eq "$(cat "$tsk")" "$v1"
+check "re-run is idempotent (file unchanged)" eq "$(line "$tsk" 1 | cut -d: -f2)" "$v1"
 check "re-run says nothing to do" grep -q "nothing to do" "$out"
 check "re-run reuses the key" grep -qx "key_arn=$key_arn" "$out"
 
 check "rotate succeeds" run_to "$out" setup_kms --out "$tsk" --rotate
 check "rotate: two lines" eq "$(nlines "$tsk")" 2
-check "rotate keeps v1 unchanged" eq "$(line "$tsk" 1)" "$v1"
+check "rotate keeps v1 unchanged" eq "$(line "$tsk" 1 | cut -d: -f2)" "$v1"
 check "rotate appends v2:<base64>" grep -qE '^v2:[A-Za-z0-9+/]+=*$' <(line "$tsk" 2)
 check "rotate reports versions" grep -qx "versions=v1,v2" "$out"
 check "v2 blob differs from v1" ne "$(line "$tsk" 2 | cut -d: -f2)" "$v1"
@@ -164,11 +179,46 @@ check_fails "rotate without a TSK file fails" run_to "$out" setup_kms --out "$tm
 printf 'v1:AAAA\nnot base64!\n' >"$tmp/bad.b64"
 check_fails "malformed TSK file is refused" run_to "$out" setup_kms --out "$tmp/bad.b64" --rotate
 check_fails "unknown target fails" run_to "$out" "$ROOT/scripts/setup-kms.sh" --target nope --out "$tmp/x.b64"
-check "second alias creates a second key" run_to "$out" setup_kms --alias enclavemesh-other --out "$tmp/other.b64"
-check "second key differs" ne "$(cat "$tmp/other.b64.key-id")" "$key_arn"
+check "another alias creates another key" \
+    run_to "$out" setup_kms --alias enclavemesh-other --input-alias enclavemesh-other-input --out "$tmp/other.b64"
+check "the other key differs" ne "$(cat "$tmp/other.b64.key-id")" "$key_arn"
 check "default --out in dev mode" run_to "$out" setup_kms
 check "default file is \$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64" test -s "$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64"
 check "default file uses the same key (alias)" eq "$(cat "$ENCLAVEMESH_DEV_DIR/encrypted-tsk.b64.key-id")" "$key_arn"
+
+# --- the shipped policy, as the script wrote it: nobody gets a plaintext key ---------
+blob="$tmp/blob.bin"
+base64 -d <<<"$v1" >"$blob"
+ctx="enclavemesh-purpose=tsk,enclavemesh-tsk-version=1"
+for who in instance admin owner; do
+    check "$who: Encrypt under the TSK key is denied" denied "$who" encrypt --key-id "$key_arn" \
+        --plaintext fileb://"$blob" --encryption-context "enclavemesh-purpose=tsk,enclavemesh-tsk-version=9"
+    check "$who: GenerateDataKey without a Recipient is denied" denied "$who" generate-data-key \
+        --key-id "$key_arn" --key-spec AES_256 --encryption-context "$ctx"
+    check "$who: Decrypt without a Recipient is denied" denied "$who" decrypt --key-id "$key_arn" \
+        --ciphertext-blob fileb://"$blob" --encryption-context "$ctx"
+    check "$who: GenerateDataKeyPair is denied" denied "$who" generate-data-key-pair --key-id "$key_arn" \
+        --key-pair-spec ECC_NIST_P384
+done
+check "instance: ReEncrypt is denied" denied instance re-encrypt --ciphertext-blob fileb://"$blob" \
+    --source-encryption-context "$ctx" --destination-key-id "$input_arn"
+check "instance: CreateGrant is denied" denied instance create-grant --key-id "$key_arn" \
+    --grantee-principal "arn:aws:iam::111122223333:role/enclavemesh-instance" --operations Decrypt
+check "instance: PutKeyPolicy is denied" denied instance put-key-policy --key-id "$key_arn" \
+    --policy-name default --policy '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}'
+check "instance: GenerateDataKeyWithoutPlaintext (a TSK of its choosing) is denied" denied instance \
+    generate-data-key-without-plaintext --key-id "$key_arn" --key-spec AES_256 --encryption-context "$ctx"
+check "owner: Encrypt an input under the input key works" run_to "$out" as owner encrypt --key-id "$input_arn" \
+    --plaintext fileb://"$blob" --encryption-context enclavemesh-purpose=workflow-input
+check "owner: an input with a TSK's context is denied" denied owner encrypt --key-id "$input_arn" \
+    --plaintext fileb://"$blob" --encryption-context "$ctx"
+check "instance: Encrypt under the input key is denied" denied instance encrypt --key-id "$input_arn" \
+    --plaintext fileb://"$blob" --encryption-context enclavemesh-purpose=workflow-input
+# Positive control: the same call on a key under KMS's default policy is allowed, so
+# the refusals above are the shipped policy's.
+plain_key="$(as admin create-key --query KeyMetadata.Arn --output text)"
+check "positive control: admin GenerateDataKey on a default-policy key works" run_to "$out" \
+    as admin generate-data-key --key-id "$plain_key" --key-spec AES_256
 
 # --- setup-kms-policy.sh -------------------------------------------------------
 rep() { local i s=""; for ((i = 0; i < $2; i++)); do s+="$1"; done; printf '%s' "$s"; }
@@ -189,18 +239,22 @@ check "dry-run shows the diff" grep -q "^+.*$pcr_a" "$out"
 check "dry-run writes nothing" eq "$(allowed_pcr0s "$key_arn")" "$before"
 
 check "replace: allow PCR_A" run_to "$out" setup_policy "$pcr_a"
-check "replace: unified diff printed" grep -q '^--- current policy' "$out"
+check "replace: unified diff printed" grep -q '^--- current tsk key policy' "$out"
 check "replace: diff adds PCR_A" grep -q "^+.*$pcr_a" "$out"
-check "replace: policy list == [A]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_a"
-check "admin statement allows no Decrypt/ReEncrypt/CreateGrant" not policy_has_admin_decrypt "$key_arn"
+check "replace: TSK key list == [A]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_a"
+check "replace: input key list == [A]" eq "$(allowed_pcr0s "$input_arn")" "$pcr_a"
 check "same PCR0 again succeeds" run_to "$out" setup_policy "$pcr_a"
-check "same PCR0 again: unchanged, not rewritten" grep -q "policy unchanged" "$out"
+check "same PCR0 again: unchanged, not rewritten" grep -q "tsk key policy unchanged" "$out"
+check "admin may still change the policy (unlocked)" run_to "$out" setup_policy --dry-run "$pcr_b"
+check "instance: still no Decrypt without a Recipient" denied instance decrypt --key-id "$key_arn" \
+    --ciphertext-blob fileb://"$blob" --encryption-context "$ctx"
 
 check "add PCR_B (uppercase input)" run_to "$out" setup_policy --add "$pcr_b_upper"
 check "add: list == [A, B lowercased]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_a" "$pcr_b")"
+check "add: input key follows" eq "$(allowed_pcr0s "$input_arn")" "$(sorted "$pcr_a" "$pcr_b")"
 check "add: diff shows the added PCR0" grep -q "^+.*$pcr_b" "$out"
 check "add again succeeds" run_to "$out" setup_policy --add "$pcr_b"
-check "add again: unchanged" grep -q "policy unchanged" "$out"
+check "add again: unchanged" grep -q "tsk key policy unchanged" "$out"
 
 check "remove PCR_A" run_to "$out" setup_policy --remove "$pcr_a"
 check "remove: list == [B]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_b"
@@ -221,13 +275,31 @@ check "from-build: list == [B, fake]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted
 check "replace --from-build" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
 check "replace: list == [fake]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_fake"
 
-# The point of the policy: a caller without an attested Recipient cannot Decrypt the TSK.
-base64 -d <<<"$v1" >"$tmp/blob.bin"
-if dev_aws decrypt --ciphertext-blob "fileb://$tmp/blob.bin" --query KeyId --output text >"$out" 2>&1; then
-    fail "decrypt without attestation is denied" "the emulator allowed a plain Decrypt: $(cat "$out")"
-else
-    check "decrypt without attestation is denied (AccessDenied)" grep -q "AccessDenied" "$out"
-fi
+# --- --lock: images by PCR8, and nobody may change the policy again ---------------
+pcr8="$(rep 8 96)"
+locked="$tmp/locked.b64"
+lock_policy() { setup_policy --key-id alias/enclavemesh-locked --input-key-id alias/enclavemesh-locked-input "$@"; }
+check "a second key pair to lock" \
+    run_to "$out" setup_kms --alias enclavemesh-locked --input-alias enclavemesh-locked-input --out "$locked"
+locked_arn="$(head -n1 "$locked.key-id")"
+check_fails "--lock without --yes is refused" run_to "$out" lock_policy --lock "$pcr8"
+check "the refusal says it is permanent" grep -q "permanent" "$out"
+check "--lock --dry-run shows the PCR8 policy" run_to "$out" lock_policy --lock "$pcr8" --dry-run
+check "dry run diff names PCR8" grep -q 'kms:RecipientAttestation:PCR8' "$out"
+check "--lock PCR8 --yes" run_to "$out" lock_policy --lock "$pcr8" --yes
+check "locked: images allowed by PCR8" eq "$(allowed_images "$locked_arn" PCR8)" "$pcr8"
+check "locked: no PCR0 list any more" eq "$(allowed_pcr0s "$locked_arn")" ""
+check "locked: the admin's PutKeyPolicy is denied" denied admin put-key-policy --key-id "$locked_arn" \
+    --policy-name default --bypass-policy-lockout-safety-check \
+    --policy "$(as admin get-key-policy --key-id "$locked_arn" --policy-name default --query Policy --output text)"
+check "locked: the instance's PutKeyPolicy is denied" denied instance put-key-policy --key-id "$locked_arn" \
+    --policy-name default --policy '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}'
+check_fails "locked: setup-kms-policy --add is refused" run_to "$out" lock_policy --add "$pcr_a"
+check "the refusal says the policy is locked" grep -q "is locked" "$out"
+check "locked: rotation still works (no policy change needed)" run_to "$out" \
+    setup_kms --alias enclavemesh-locked --input-alias enclavemesh-locked-input --out "$locked" --rotate
+check "locked: v2 written" grep -qE '^v2:' "$locked"
+check "the unlocked key is still unlocked" run_to "$out" setup_policy --dry-run "$pcr_c"
 
 echo
 echo "$passed passed, $failed failed"

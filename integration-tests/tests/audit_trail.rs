@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
-use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, kms, wait_for};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::*;
 use std::path::{Path, PathBuf};
@@ -66,8 +66,7 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     );
 
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
-    let kmsc = kms::client(&mesh.kms_endpoint).await;
-    let note = kms::encrypt(&kmsc, &mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
+    let note = mesh.seal_note(marker.as_bytes()).await;
     let balance: i64 = 7_316_492_851;
 
     // Init on A, three Process steps on B, one tampered Process (refused), one Reveal.

@@ -8,7 +8,7 @@
 use base64::Engine;
 use enclavemesh_harness::loopkit::{AgentBRoute, Loop, unix};
 use enclavemesh_harness::mesh::random_pcr0;
-use enclavemesh_harness::{DevMesh, MeshOptions, Proc, free_port, kms, venv_bin, wait_for};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, free_port, venv_bin, wait_for};
 use enclavemesh_proto::v1::DescribeRequest;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use std::process::Command;
@@ -70,9 +70,9 @@ async fn agent_gives_up_with_a_clear_error_after_bootstrap_timeout_when_the_side
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no 'gave up after Ns': {log}"));
     assert!(secs >= timeout, "reports the whole window: {log}");
-    assert!(log.contains("stayed unavailable") && log.contains(&sidecar), "{log}");
-    assert!(log.contains("Unavailable"), "last status shown: {log}");
-    assert!(log.contains("start it") || log.contains("Start it"), "fix shown: {log}");
+    assert!(log.contains("stayed unreachable") && log.contains(&sidecar), "{log}");
+    assert!(log.contains("cannot connect to") && log.contains("sidecar.sock"), "last cause shown: {log}");
+    assert!(log.contains("Start the sidecar"), "fix shown: {log}");
 }
 
 // ---------------------------------------------------------------- KMS down
@@ -91,10 +91,11 @@ async fn agent_bootstrap_retries_while_the_kms_emulator_is_down_and_serves_when_
     tokio::time::sleep(Duration::from_secs(2)).await;
     agent.assert_running();
     assert!(!sock.exists(), "must not serve before it has the TSK");
-    // The sidecar maps "connection refused" to UNAVAILABLE (retried), naming the endpoint.
+    // The sidecar refuses the tunnel with UNAVAILABLE (retried), naming where it could not reach.
     let log = agent.logs();
-    assert!(log.contains("Unavailable"), "{log}");
-    assert!(log.contains("cannot reach") && log.contains(&mesh.kms_endpoint), "{log}");
+    assert!(log.contains("currently unavailable"), "{log}");
+    let target = format!("cannot reach 127.0.0.1:{}", mesh.kms_port());
+    assert!(log.contains(&target) && log.contains("kms.us-east-1.amazonaws.com:443"), "{log}");
 
     mesh.start_emulator();
     wait_for("agent to serve once KMS is back", Duration::from_secs(30), || {
@@ -110,8 +111,7 @@ async fn agent_bootstrap_retries_while_the_kms_emulator_is_down_and_serves_when_
 async fn slow_init_with_a_kms_note_while_the_emulator_is_down_retries_and_completes_when_it_returns() {
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let marker = format!("NOTE-{}", &random_pcr0()[..16]);
-    let kmsc = kms::client(&l.mesh.kms_endpoint).await;
-    let note = kms::encrypt(&kmsc, &l.mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
+    let note = l.mesh.seal_note(marker.as_bytes()).await;
     let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
 
     l.mesh.stop_emulator();

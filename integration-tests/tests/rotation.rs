@@ -38,17 +38,20 @@ fn start_agent_with(mesh: &DevMesh, name: &str, kind: &str, pcr0: &str, extra: &
     (p, sock)
 }
 
-/// `scripts/setup-kms.sh --rotate`, through aws-sdk-kms: a new data key under the same
-/// KMS key, appended to the TSK file as `v<N>:<base64>`.
+/// `scripts/setup-kms.sh --rotate`, through aws-sdk-kms: the admin makes a new data key
+/// under the same KMS key without plaintext, with version N's encryption context, appended
+/// to the TSK file as `v<N>:<base64>`.
 async fn rotate(mesh: &DevMesh, version: u32) {
-    let kmsc = kms::client(&mesh.kms_endpoint).await;
-    let out = kmsc
+    let mut call = mesh
+        .admin_kms()
+        .await
         .generate_data_key_without_plaintext()
         .key_id(&mesh.tsk.key_id)
-        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
-        .send()
-        .await
-        .expect("GenerateDataKeyWithoutPlaintext");
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256);
+    for (k, v) in kms::tsk_context(version) {
+        call = call.encryption_context(k, v);
+    }
+    let out = call.send().await.expect("GenerateDataKeyWithoutPlaintext");
     let blob = out.ciphertext_blob().expect("blob").as_ref().to_vec();
     let mut text = std::fs::read_to_string(&mesh.tsk_file).unwrap();
     if !text.ends_with('\n') {

@@ -4,7 +4,7 @@
 use base64::Engine;
 use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
 use enclavemesh_harness::temporal::{Temporal, expected_balance, history_haystack};
-use enclavemesh_harness::{DevMesh, MeshOptions, Proc, kms, wait_for};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use enclavemesh_proto::v1::*;
@@ -64,8 +64,7 @@ fn trigger(l: &Loop, wf: &str, steps: u32, extra: &[&str]) -> (bool, Vec<serde_j
 async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext() {
     let l = start_loop(None).await;
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
-    let kmsc = kms::client(&l.mesh.kms_endpoint).await;
-    let note = kms::encrypt(&kmsc, &l.mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
+    let note = l.mesh.seal_note(marker.as_bytes()).await;
     let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
 
     for (wf, steps) in [("wf-one", 1u32), ("wf-five", 5)] {

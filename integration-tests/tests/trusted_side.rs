@@ -1,8 +1,8 @@
 //! The trusted side end to end: emulator -> sidecar -> agents -> bridge, real processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
-use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, kms, recorder, venv_bin};
+use enclavemesh_harness::mesh::{contains_rsa_private_key, contains_secret, random_pcr0};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, recorder, venv_bin};
 use enclavemesh_proto::Refusal;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 use enclavemesh_proto::v1::*;
@@ -226,19 +226,15 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
 
     // sidecar2 talks to the emulator through a recorder; the agent talks to sidecar2 through another.
-    let kms_port = mesh.kms_endpoint.rsplit(':').next().unwrap().to_string();
-    let (kms_rec_addr, kms_rec) =
-        recorder::start(&"tcp://127.0.0.1:0".parse().unwrap(), format!("tcp://127.0.0.1:{kms_port}").parse().unwrap())
-            .await;
+    let (kms_rec_addr, kms_rec) = recorder::start(
+        &"tcp://127.0.0.1:0".parse().unwrap(),
+        format!("tcp://127.0.0.1:{}", mesh.kms_port()).parse().unwrap(),
+    )
+    .await;
     let sidecar2_sock = mesh.logs_dir().join("sidecar2.sock");
-    let mut cmd = Command::new(bin_path("kms-sidecar"));
-    cmd.arg("--listen")
-        .arg(format!("unix://{}", sidecar2_sock.display()))
-        .arg("--kms-endpoint")
-        .arg(format!("http://{}", kms_rec_addr.to_string().trim_start_matches("tcp://")))
-        .env("AWS_ACCESS_KEY_ID", "devkey")
-        .env("AWS_SECRET_ACCESS_KEY", "devsecret")
-        .env("AWS_REGION", "us-east-1");
+    let via_recorder =
+        format!("kms.us-east-1.amazonaws.com:443={}", kms_rec_addr.to_string().trim_start_matches("tcp://"));
+    let cmd = mesh.sidecar_command(&format!("unix://{}", sidecar2_sock.display()), &via_recorder);
     let _sidecar2 = Proc::spawn("kms-sidecar2", cmd, mesh.logs_dir());
     enclavemesh_harness::wait_for_path(&sidecar2_sock, Duration::from_secs(20));
     let (agent_rec_addr, agent_rec) = recorder::start(
@@ -255,8 +251,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     });
 
     let marker = format!("MARKER-{}", random_pcr0());
-    let kmsc = kms::client(&mesh.kms_endpoint).await;
-    let note_blob = kms::encrypt(&kmsc, &mesh.tsk.key_id, marker.as_bytes()).await.unwrap();
+    let note_blob = mesh.seal_note(marker.as_bytes()).await;
     let mut a = client(&sock);
     let env = a
         .init(InitRequest {
@@ -280,6 +275,27 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     assert!(contains_secret(&plain, marker.as_bytes()));
     assert!(!agent_rec.bytes().is_empty() && !kms_rec.bytes().is_empty(), "recorders saw traffic");
 
+    // What the parent relays to KMS is TLS the enclave terminates: every byte of every
+    // connection, both ways, is a TLS record, and the requests are application data.
+    let streams = kms_rec.streams();
+    assert!(streams.iter().any(|s| !s.bytes.is_empty()), "the recorder saw the KMS connections");
+    for s in &streams {
+        let records = recorder::tls_records(&s.bytes).unwrap_or_else(|e| panic!("parent-side KMS traffic: {e}"));
+        if s.from_client && !s.bytes.is_empty() {
+            assert_eq!(records.first().map(|r| r.content_type), Some(22), "starts with a ClientHello");
+            assert!(records.iter().any(|r| r.content_type == 23), "requests travel as application data");
+        }
+    }
+    // Positive control: the same recorder on the plaintext gRPC link to the sidecar reads
+    // what crosses it (the instance role's access key id in GetCredentials).
+    let agent_side = agent_rec.bytes();
+    let access_key = mesh.principals.instance.access_key_id.as_bytes();
+    assert!(contains_secret(&agent_side, access_key), "positive control: the credentials are readable");
+    let everything = kms_rec.bytes();
+    for visible in [&b"POST"[..], b"X-Amz-Target", b"TrentService.Decrypt", b"AttestationDocument", b"Recipient"] {
+        assert!(!contains_secret(&everything, visible), "{} readable on the parent", String::from_utf8_lossy(visible));
+    }
+
     let audit = std::fs::read(mesh.audit_log()).unwrap();
     assert!(!audit.is_empty());
     let env_bytes = prost::Message::encode_to_vec(&env);
@@ -292,6 +308,7 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     ] {
         assert!(!contains_secret(&bytes, &mesh.tsk.plaintext), "TSK found in {what}");
         assert!(!contains_secret(&bytes, marker.as_bytes()), "note marker found in {what}");
+        assert!(!contains_rsa_private_key(&bytes), "an RSA private key (the attestation key?) in {what}");
     }
 }
 
@@ -333,8 +350,7 @@ async fn a_disabled_kms_key_refuses_the_note_as_kms_key_unusable_not_as_an_envel
     let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
     let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
     let mut a = client(&sock_a);
-    let kmsc = kms::client(&mesh.kms_endpoint).await;
-    let note = kms::encrypt(&kmsc, &mesh.tsk.key_id, b"a private note").await.unwrap();
+    let note = mesh.seal_note(b"a private note").await;
     let init = |a: &mut AgentServiceClient<Channel>, note: Vec<u8>| {
         let mut a = a.clone();
         async move {
@@ -349,10 +365,11 @@ async fn a_disabled_kms_key_refuses_the_note_as_kms_key_unusable_not_as_an_envel
     };
 
     // The agent holds its TSK already; only the note's Decrypt meets the disabled key.
-    kmsc.disable_key().key_id(&mesh.tsk.key_id).send().await.unwrap();
+    let admin = mesh.admin_kms().await;
+    admin.disable_key().key_id(&mesh.tsk.input_key_arn).send().await.unwrap();
     let e = init(&mut a, note.clone()).await.unwrap_err();
     assert_refused(&e, Refusal::KmsKeyUnusable);
     assert!(e.message().contains("DisabledException"), "{e:?}");
-    kmsc.enable_key().key_id(&mesh.tsk.key_id).send().await.unwrap();
+    admin.enable_key().key_id(&mesh.tsk.input_key_arn).send().await.unwrap();
     init(&mut a, note).await.expect("Init with the note once the key is enabled again");
 }

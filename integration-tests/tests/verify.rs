@@ -164,9 +164,11 @@ fn verify_refuses_a_debug_mode_document() {
 
 fn run_policy_script(mesh: &DevMesh, args: &[&str]) -> Run {
     let mut cmd = Command::new(repo_root().join("scripts/setup-kms-policy.sh"));
-    cmd.args(["--target", "dev", "--endpoint", &mesh.kms_endpoint, "--key-id", &mesh.tsk.key_id])
+    cmd.args(["--target", "dev", "--endpoint", &mesh.kms_endpoint, "--key-id", &mesh.tsk.key_arn])
+        .args(["--input-key-id", &mesh.tsk.input_key_arn])
         .args(args)
         .env("KMS_ENDPOINT", &mesh.kms_endpoint)
+        .env("ENCLAVEMESH_DEV_DIR", mesh.dev_dir())
         .env(
             "PATH",
             format!("{}:{}", venv_bin("aws").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default()),
@@ -357,8 +359,9 @@ fn cloudtrail_lookup_events_are_parsed_and_judged() {
     assert!(fail.contains("AccessDenied") && fail.contains("permission cloudtrail:LookupEvents"), "{fail}");
 }
 
-/// The sidecar's two host misconfigurations reach the agent's exit message: no credentials
-/// (IMDS unreachable/refused) and a KMS certificate it cannot trust (missing CA bundle).
+/// The parent's two host misconfigurations reach the agent's exit message: no credentials
+/// for the sidecar to hand out (IMDS unreachable), and a tunnel that reaches something
+/// whose certificate the image does not trust.
 #[tokio::test(flavor = "multi_thread")]
 async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,15 +389,23 @@ async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
         tls.assert_running();
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    std::fs::write(d.join("tsk.b64"), "AAAA").unwrap();
+    std::fs::write(d.join("tsk.b64"), "v1:AAAA").unwrap();
 
-    for (case, with_creds, expect) in [("imds", false, "IMDSv2"), ("tls", true, "CA bundle")] {
+    let cases = [
+        ("imds", false, &["IMDSv2", "Fix:", "gave up after"][..]),
+        (
+            "tls",
+            true,
+            &["TLS to KMS (kms.us-east-1.amazonaws.com) failed", "invalid peer certificate", "--connect-to"][..],
+        ),
+    ];
+    for (case, with_creds, expect) in cases {
         let sock = d.join(format!("sidecar-{case}.sock"));
         let mut cmd = Command::new(bin_path("kms-sidecar"));
         cmd.arg("--listen")
             .arg(format!("unix://{}", sock.display()))
-            .arg("--kms-endpoint")
-            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--connect-to")
+            .arg(format!("kms.us-east-1.amazonaws.com:443=127.0.0.1:{port}"))
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE")
             .env("AWS_CONFIG_FILE", "/dev/null")
@@ -402,7 +413,7 @@ async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
             // IMDS on an unroutable address: the credential chain fails fast and locally.
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9");
         if with_creds {
-            cmd.env("AWS_ACCESS_KEY_ID", "devkey").env("AWS_SECRET_ACCESS_KEY", "devsecret");
+            cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00").env("AWS_SECRET_ACCESS_KEY", "example");
         } else {
             cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
         }
@@ -411,10 +422,13 @@ async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
             sidecar.assert_running();
             sock.exists()
         });
+        // An image as built for production: the web PKI roots, a real-looking key ARN.
+        let key = "arn:aws:kms:us-east-1:111122223333:key/0b5b4c2e-1111-4222-8333-444455556666";
         let mut cmd = Command::new(bin_path("enclave-agent"));
         cmd.arg("--listen")
             .arg(format!("unix://{}", d.join(format!("agent-{case}.sock")).display()))
             .args(["--name", "agent", "--kind", "interest", "--nsm", "simulated", "--bootstrap-timeout-secs", "3"])
+            .args(["--kms-key-arn", key, "--input-key-arn", key, "--kms-trust", "webpki"])
             .arg("--sidecar")
             .arg(format!("unix://{}", sock.display()))
             .arg("--tsk-file")
@@ -425,8 +439,10 @@ async fn sidecar_imds_and_tls_ca_failures_name_the_cause_and_fix() {
         let status = agent.wait_exit(Duration::from_secs(60));
         let log = agent.logs();
         assert!(!status.success(), "{log}");
-        let last = log.lines().rev().find(|l| l.contains("gave up after")).unwrap_or_else(|| panic!("{log}"));
+        let last = log.lines().rev().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("{log}"));
         println!("--- {case}: {last}");
-        assert!(last.contains(expect) && last.contains("Fix:"), "{case}: {last}");
+        for e in expect {
+            assert!(last.contains(e), "{case}: {e} missing from {last}");
+        }
     }
 }

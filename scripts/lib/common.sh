@@ -76,18 +76,18 @@ em_dev_dir() {
 # PCR0 handling.
 # ---------------------------------------------------------------------------
 
-# em_validate_pcr0 VALUE : prints the lowercased PCR0 or dies. A PCR0 is a
-# SHA-384 digest: exactly 96 hex characters.
+# em_validate_pcr0 VALUE [NAME] : prints the lowercased PCR (NAME, default PCR0) or
+# dies. A PCR is a SHA-384 digest: exactly 96 hex characters, never all zeros.
 em_validate_pcr0() {
-    local v="${1:-}"
+    local v="${1:-}" name="${2:-PCR0}"
     v="${v,,}"
     if [[ ! "$v" =~ ^[0-9a-f]{96}$ ]]; then
-        em_die "invalid PCR0 '${1:-}': expected 96 hex characters (SHA-384), got ${#v}" \
-            "take PCR0 from 'nitro-cli build-enclave' output or build/enclave.eif.json (enclave-image/build.sh)"
+        em_die "invalid $name '${1:-}': expected 96 hex characters (SHA-384), got ${#v}" \
+            "take $name from 'nitro-cli build-enclave' output or build/enclave.eif.json (enclave-image/build.sh)"
     fi
     if [[ "$v" =~ ^0+$ ]]; then
-        em_die "PCR0 is all zeros: that is a debug-mode enclave, which must never be trusted with the TSK" \
-            "run the enclave without --debug-mode and use the PCR0 printed by enclave-image/build.sh"
+        em_die "$name is all zeros: that is a debug-mode enclave (or an unsigned image), which must never be trusted with the TSK" \
+            "run the enclave without --debug-mode and use the $name printed by enclave-image/build.sh"
     fi
     printf '%s\n' "$v"
 }
@@ -111,11 +111,7 @@ except (OSError, ValueError, KeyError, TypeError) as e:
     sys.exit(1)
 ' "$file" "$pcr")" || em_die "could not read $pcr from '$file'" \
         "the file must look like nitro-cli build-enclave output: {\"Measurements\":{\"PCR0\":\"...\"}}"
-    if [[ "$pcr" == "PCR0" ]]; then
-        em_validate_pcr0 "$value"
-    else
-        printf '%s\n' "${value,,}"
-    fi
+    em_validate_pcr0 "$value" "$pcr"
 }
 
 # ---------------------------------------------------------------------------

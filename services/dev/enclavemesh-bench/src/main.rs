@@ -6,6 +6,7 @@
 //! The programs under test are the real release binaries (`ENCLAVEMESH_BIN_DIR`, as in
 //! the integration tests), started through the `enclavemesh_harness` harness.
 
+mod bootstrap;
 mod echo;
 mod fake;
 mod hop;
@@ -26,6 +27,8 @@ struct Config {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Agent bootstrap: process start to serving (key ring ready), p50/p99 over runs.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// One enclave hop: unary Process with ~1 KiB state over unix and TCP vs raw ping-pong.
     Hop(hop::HopArgs),
     /// SecureStateLoop through Temporal vs the same workflow on no-crypto pass-through agents.
@@ -51,6 +54,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cfg = Config::parse();
     match cfg.command {
+        Command::Bootstrap(a) => bootstrap::run(a),
         Command::Hop(a) => hop::run(a),
         Command::Loop(a) => temporal_loop::run(a),
         Command::Echo { listen, req, resp } => echo::serve(&listen, req, resp),

@@ -16,6 +16,7 @@ pub mod loopkit;
 pub mod mesh;
 pub mod proc;
 pub mod recorder;
+pub mod rogue;
 pub mod temporal;
 
 pub use mesh::{DevMesh, MeshOptions};

@@ -1,6 +1,6 @@
 //! A dev mesh of real processes: kms-emulator, kms-sidecar, agents, bridge.
 
-use crate::kms::{self, TestTsk};
+use crate::kms::{self, PolicyMode, Principals, TestTsk};
 use crate::proc::{Proc, bin_path, free_port, wait_for};
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,10 @@ pub fn random_pcr0() -> String {
 
 pub struct DevMesh {
     pub dir: tempfile::TempDir,
+    /// `https://localhost:PORT`: the emulator serves TLS under the dev CA.
     pub kms_endpoint: String,
+    /// The emulator's three principals (admin, instance role, data owner).
+    pub principals: Principals,
     pub sidecar_addr: String,
     pub tsk: TestTsk,
     pub tsk_file: PathBuf,
@@ -53,6 +56,37 @@ impl DevMesh {
     pub fn audit_log(&self) -> PathBuf {
         self.dev_dir().join("kms/audit.jsonl")
     }
+    /// The dev CA root: what agents trust for TLS to KMS in dev (`--kms-trust`).
+    pub fn kms_trust_root(&self) -> PathBuf {
+        enclavemesh_attestation::DevCa::root_path(&self.dev_dir())
+    }
+    /// A KMS client signing as `creds`, trusting the dev CA.
+    pub async fn kms_as(&self, creds: &kms::Creds) -> aws_sdk_kms::Client {
+        kms::client(&self.kms_endpoint, &self.dev_dir(), creds).await
+    }
+    /// The key administrator's KMS client.
+    pub async fn admin_kms(&self) -> aws_sdk_kms::Client {
+        self.kms_as(&self.principals.admin).await
+    }
+    /// The data owner's KMS client.
+    pub async fn owner_kms(&self) -> aws_sdk_kms::Client {
+        self.kms_as(&self.principals.owner).await
+    }
+    /// The parent instance role's KMS client: what a hostile parent holds.
+    pub async fn instance_kms(&self) -> aws_sdk_kms::Client {
+        self.kms_as(&self.principals.instance).await
+    }
+    /// What the data owner sends as a workflow's note: `plaintext` sealed with KMS Encrypt
+    /// under the input key (owner's credentials, the input encryption context).
+    pub async fn seal_note(&self, plaintext: &[u8]) -> Vec<u8> {
+        kms::seal_input(&self.owner_kms().await, &self.tsk.input_key_arn, plaintext)
+            .await
+            .expect("owner seals the note")
+    }
+    /// `--connect-to` for the sidecar: the KMS hostname, to this mesh's emulator.
+    pub fn connect_to(&self) -> String {
+        format!("kms.us-east-1.amazonaws.com:443=127.0.0.1:{}", self.kms_port())
+    }
 
     /// Starts the emulator, creates the TSK, writes the policy and starts the sidecar.
     pub async fn start(opts: MeshOptions) -> DevMesh {
@@ -62,20 +96,27 @@ impl DevMesh {
     /// Like [`Self::start`], with extra environment for every process the mesh starts
     /// (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`); each also gets `OTEL_SERVICE_NAME` = its name.
     pub async fn start_with_env(opts: MeshOptions, env: Vec<(String, String)>) -> DevMesh {
+        Self::start_with_policy(PolicyMode::pcr0(&opts.policy_pcr0s), env).await
+    }
+
+    /// A mesh whose keys carry the shipped policies in `mode` (e.g. locked, by PCR8).
+    pub async fn start_with_policy(mode: PolicyMode, env: Vec<(String, String)>) -> DevMesh {
         let dir = tempfile::Builder::new().prefix("enclavemesh-it").tempdir().expect("tempdir");
         let dev = dir.path().join("dev");
         std::fs::create_dir_all(dev.join("kms")).expect("dev dir");
         let port = free_port();
-        let kms_endpoint = format!("http://127.0.0.1:{port}");
+        let kms_endpoint = format!("https://localhost:{port}");
         let emulator = spawn_emulator(dir.path(), port, &env);
-        let client = kms::client(&kms_endpoint).await;
-        let tsk = kms::create_tsk(&client).await.expect("create TSK");
-        kms::put_policy(&client, &tsk.key_id, &opts.policy_pcr0s).await.expect("put policy");
+        let principals = Principals::load(&dev);
+        let admin = kms::client(&kms_endpoint, &dev, &principals.admin).await;
+        let tsk = kms::create_keys(&admin, &principals, &mode).await.expect("create keys");
         let tsk_file = dev.join("encrypted-tsk.b64");
-        std::fs::write(&tsk_file, base64::engine::general_purpose::STANDARD.encode(&tsk.blob)).expect("tsk file");
+        std::fs::write(&tsk_file, format!("v1:{}\n", base64::engine::general_purpose::STANDARD.encode(&tsk.blob)))
+            .expect("tsk file");
 
         let sidecar_addr = format!("unix://{}", dir.path().join("sidecar.sock").display());
-        let mut mesh = DevMesh { dir, kms_endpoint, sidecar_addr, tsk, tsk_file, emulator, sidecar: None, env };
+        let mut mesh =
+            DevMesh { dir, kms_endpoint, principals, sidecar_addr, tsk, tsk_file, emulator, sidecar: None, env };
         mesh.start_sidecar();
         mesh
     }
@@ -96,18 +137,26 @@ impl DevMesh {
         self.emulator = spawn_emulator(self.dir.path(), self.kms_port(), &self.env);
     }
 
-    pub fn start_sidecar(&mut self) {
-        let sock = self.dir.path().join("sidecar.sock");
+    /// A kms-sidecar on `listen` with the instance role's credentials, tunnelling the KMS
+    /// hostname as `connect_to` (`kms.us-east-1.amazonaws.com:443=HOST:PORT`) says.
+    pub fn sidecar_command(&self, listen: &str, connect_to: &str) -> Command {
         let mut cmd = Command::new(bin_path("kms-sidecar"));
         cmd.arg("--listen")
-            .arg(&self.sidecar_addr)
-            .arg("--kms-endpoint")
-            .arg(&self.kms_endpoint)
-            .env("AWS_ACCESS_KEY_ID", "devkey")
-            .env("AWS_SECRET_ACCESS_KEY", "devsecret")
+            .arg(listen)
+            .arg("--connect-to")
+            .arg(connect_to)
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE");
+        for (k, v) in self.principals.instance.env() {
+            cmd.env(k, v);
+        }
         apply_env(&mut cmd, &self.env, "kms-sidecar");
+        cmd
+    }
+
+    pub fn start_sidecar(&mut self) {
+        let sock = self.dir.path().join("sidecar.sock");
+        let cmd = self.sidecar_command(&self.sidecar_addr, &self.connect_to());
         let mut p = Proc::spawn("kms-sidecar", cmd, self.dir.path());
         wait_for("sidecar socket", Duration::from_secs(20), || {
             p.assert_running();
@@ -147,6 +196,12 @@ impl DevMesh {
             .arg(sidecar)
             .arg("--tsk-file")
             .arg(&self.tsk_file)
+            .arg("--kms-key-arn")
+            .arg(&self.tsk.key_arn)
+            .arg("--input-key-arn")
+            .arg(&self.tsk.input_key_arn)
+            .arg("--kms-trust")
+            .arg(self.kms_trust_root())
             .arg("--nsm")
             .arg("simulated")
             .arg("--dev-dir")
@@ -206,17 +261,30 @@ impl DevMesh {
 
 /// Starts the kms-emulator on `port` with its state in `dir/dev/kms` and waits until it listens.
 fn spawn_emulator(dir: &Path, port: u16, env: &[(String, String)]) -> Proc {
-    let dev = dir.join("dev");
+    spawn_emulator_in("kms-emulator", &dir.join("dev"), dir, port, env, &[])
+}
+
+/// A kms-emulator on `port` whose dev CA, state, audit log and identities live in `dev`,
+/// logging to `logs`, with `extra` arguments; waits until it listens.
+pub fn spawn_emulator_in(
+    name: &str,
+    dev: &Path,
+    logs: &Path,
+    port: u16,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> Proc {
     let mut cmd = Command::new(bin_path("kms-emulator"));
-    cmd.env("ENCLAVEMESH_DEV_DIR", &dev)
+    cmd.env("ENCLAVEMESH_DEV_DIR", dev)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--state-file")
         .arg(dev.join("kms/state.json"))
         .arg("--audit-log")
-        .arg(dev.join("kms/audit.jsonl"));
-    apply_env(&mut cmd, env, "kms-emulator");
-    let mut emulator = Proc::spawn("kms-emulator", cmd, dir);
+        .arg(dev.join("kms/audit.jsonl"))
+        .args(extra);
+    apply_env(&mut cmd, env, name);
+    let mut emulator = Proc::spawn(name, cmd, logs);
     wait_for("kms-emulator port", Duration::from_secs(20), || {
         emulator.assert_running();
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -240,4 +308,40 @@ pub fn contains_secret(haystack: &[u8], secret: &[u8]) -> bool {
     leak_forms(secret)
         .iter()
         .any(|needle| !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+}
+
+/// Whether `haystack` holds an RSA private key in DER, as PKCS#8 (`version 0` then the
+/// rsaEncryption algorithm) or PKCS#1 (`version 0` then a 2048/3072/4096-bit modulus):
+/// the enclave's attestation key never leaves it, so its shape is searched for, not its
+/// value.
+pub fn contains_rsa_private_key(haystack: &[u8]) -> bool {
+    const PKCS8: &[u8] =
+        &[0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const PKCS1: [&[u8]; 3] = [
+        &[0x02, 0x01, 0x00, 0x02, 0x82, 0x01, 0x01, 0x00],
+        &[0x02, 0x01, 0x00, 0x02, 0x82, 0x01, 0x81, 0x00],
+        &[0x02, 0x01, 0x00, 0x02, 0x82, 0x02, 0x01, 0x00],
+    ];
+    std::iter::once(PKCS8).chain(PKCS1).any(|n| haystack.windows(n.len()).any(|w| w == n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+
+    #[test]
+    fn the_private_key_scan_finds_real_keys_in_noise() {
+        // Positive control for the "no attestation private key on the parent" scans.
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        for der in [key.to_pkcs8_der().unwrap().as_bytes().to_vec(), key.to_pkcs1_der().unwrap().as_bytes().to_vec()] {
+            let mut noise = vec![0x17, 0x03, 0x03, 0x40, 0x00];
+            noise.extend(&der);
+            noise.extend([0u8; 64]);
+            assert!(contains_rsa_private_key(&noise));
+        }
+        let public = rsa::pkcs8::EncodePublicKey::to_public_key_der(&key.to_public_key()).unwrap();
+        assert!(!contains_rsa_private_key(public.as_bytes()), "a public key is not a private key");
+    }
 }

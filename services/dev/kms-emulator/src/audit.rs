@@ -18,6 +18,8 @@ use crate::error::EmulatorError;
 pub struct AuditRecord {
     pub event_name: String,
     pub access_key_id: Option<String>,
+    /// The caller's principal ARN, once its signature verified.
+    pub principal_arn: Option<String>,
     pub source_ip: String,
     pub user_agent: Option<String>,
     pub request_parameters: serde_json::Map<String, Value>,
@@ -68,9 +70,13 @@ impl AuditLog {
         let mut ev = json!({
             "eventVersion": "1.08",
             "userIdentity": {
-                "type": "IAMUser",
+                "type": if r.principal_arn.as_deref().is_some_and(|a| a.contains(":assumed-role/")) {
+                    "AssumedRole"
+                } else {
+                    "IAMUser"
+                },
                 "principalId": r.access_key_id.clone().unwrap_or_default(),
-                "arn": format!("arn:aws:iam::{}:root", self.account_id),
+                "arn": r.principal_arn,
                 "accountId": self.account_id,
                 "accessKeyId": r.access_key_id,
             },

@@ -17,7 +17,8 @@ use crate::error::EmulatorError;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kms-emulator", version)]
 pub struct Config {
-    /// Address to listen on (HTTP).
+    /// Address to listen on (HTTPS, with a certificate for kms.<region>.amazonaws.com,
+    /// localhost and 127.0.0.1 from the dev CA).
     #[arg(long, env = "KMS_EMULATOR_LISTEN", default_value = "127.0.0.1:4599")]
     pub listen: SocketAddr,
 
@@ -53,7 +54,14 @@ pub struct Config {
     #[arg(long, env = "KMS_EMULATOR_MAX_ATTESTATION_AGE_SECS", default_value_t = 300)]
     pub max_attestation_age_secs: u64,
 
-    /// Dev-mode directory (dev CA, default state and audit paths).
+    /// Access keys and their principals (JSON). Default:
+    /// $ENCLAVEMESH_DEV_DIR/kms/identities.json, created at first start with the three
+    /// dev principals (admin, instance, owner), whose credentials are written to
+    /// $ENCLAVEMESH_DEV_DIR/credentials/<name>.env.
+    #[arg(long, env = "KMS_EMULATOR_IDENTITIES")]
+    pub identities: Option<PathBuf>,
+
+    /// Dev-mode directory (dev CA, default state, audit and identities paths).
     #[arg(long, env = "ENCLAVEMESH_DEV_DIR", default_value = ".dev")]
     pub dev_dir: PathBuf,
 }
@@ -61,21 +69,19 @@ pub struct Config {
 impl Config {
     /// Resolves defaults and loads the trust anchor.
     pub fn into_emulator_config(self) -> Result<EmulatorConfig, EmulatorError> {
+        let dev_ca = DevCa::load_or_create(&self.dev_dir)
+            .map_err(|e| EmulatorError::TrustAnchor(format!("loading or creating the dev CA: {e}")))?;
+        let tls = Some(crate::tls::server_config(&dev_ca, &self.region)?);
+        let identities = crate::identity::Identities::load_or_create(
+            &self.identities.unwrap_or_else(|| self.dev_dir.join("kms/identities.json")),
+            &self.account_id,
+            &self.dev_dir.join("credentials"),
+        )?;
         let trust_anchor = match self.attestation_root.as_deref() {
             Some("aws-nitro-root-g1") => TrustAnchor::AwsNitroRootG1,
             Some(path) => TrustAnchor::from_file(std::path::Path::new(path))
                 .map_err(|e| EmulatorError::TrustAnchor(e.to_string()))?,
-            None => {
-                let root = DevCa::root_path(&self.dev_dir);
-                if root.exists() {
-                    TrustAnchor::from_file(&root).map_err(|e| EmulatorError::TrustAnchor(e.to_string()))?
-                } else {
-                    tracing::info!(dir = %self.dev_dir.display(), "no dev CA yet; creating it");
-                    DevCa::load_or_create(&self.dev_dir)
-                        .map_err(|e| EmulatorError::TrustAnchor(format!("creating the dev CA: {e}")))?
-                        .trust_anchor()
-                }
-            }
+            None => dev_ca.trust_anchor(),
         };
         Ok(EmulatorConfig {
             state_file: Some(self.state_file.unwrap_or_else(|| self.dev_dir.join("kms/state.json"))),
@@ -85,6 +91,8 @@ impl Config {
             account_id: self.account_id,
             allow_debug_attestation: self.allow_debug_attestation,
             max_attestation_age: Duration::from_secs(self.max_attestation_age_secs),
+            identities,
+            tls,
         })
     }
 }

@@ -2,20 +2,21 @@
 //! resolving a key reference and authorizing the action against the key policy.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use enclavemesh_attestation::TrustAnchor;
 
 use crate::audit::AuditLog;
 use crate::error::{EmulatorError, ErrorKind, KmsError};
+use crate::identity::Identities;
 use crate::op::Op;
-use crate::policy::{Decision, Policy, RequestContext};
+use crate::policy::{Decision, Policy, Principal, PrincipalMatch, RequestContext};
 use crate::recipient::{PCR0_KEY, RecipientPolicy, VerifiedRecipient};
 use crate::state::{Key, KeyState, Store};
 
 /// Library-level configuration (the binary builds it from flags; tests build it directly).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Where keys persist; `None` keeps them in memory only.
     pub state_file: Option<PathBuf>,
@@ -30,11 +31,17 @@ pub struct EmulatorConfig {
     pub allow_debug_attestation: bool,
     /// Oldest attestation document accepted.
     pub max_attestation_age: Duration,
+    /// Who may call: access keys and their principals (requests are SigV4-verified).
+    pub identities: Identities,
+    /// HTTPS certificate; `None` serves plain HTTP (in-process tests only: the binary
+    /// always serves TLS, like KMS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl EmulatorConfig {
-    /// In-memory state, no audit log, us-east-1 / 111122223333, debug documents refused.
-    pub fn new(trust_anchor: TrustAnchor) -> Self {
+    /// In-memory state, no audit log, us-east-1 / 111122223333, debug documents refused,
+    /// `identities`, plain HTTP.
+    pub fn new(trust_anchor: TrustAnchor, identities: Identities) -> Self {
         Self {
             state_file: None,
             audit_log: None,
@@ -43,15 +50,27 @@ impl EmulatorConfig {
             account_id: "111122223333".into(),
             allow_debug_attestation: false,
             max_attestation_age: enclavemesh_attestation::DEFAULT_MAX_AGE,
+            identities,
+            tls: None,
         }
     }
 }
 
-/// Who is calling (SigV4 is parsed, not verified: every caller is the account root).
+/// Who is calling: the identity whose SigV4 signature the request carries.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub access_key_id: String,
     pub principal_arn: String,
+    pub account: String,
+    /// The caller's identity (IAM) policy; `None` allows every action as far as IAM goes.
+    pub identity_policy: Option<Policy>,
+}
+
+impl Caller {
+    /// The caller as policies see it.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal { arn: &self.principal_arn, account: &self.account }
+    }
 }
 
 pub struct Emulator {
@@ -104,7 +123,7 @@ impl Emulator {
                 None => {
                     return Err(KmsError::not_found(format!(
                         "{reference} is not in this emulator's region/account ({prefix}...); use the ARN printed by \
-                            create-key/describe-key, or the bare key id (got arn:{rest})"
+                         create-key/describe-key, or the bare key id (got arn:{rest})"
                     )));
                 }
             }
@@ -119,8 +138,8 @@ impl Emulator {
                 Some(a) => Ok(a.target_key_id.clone()),
                 None => Err(KmsError::not_found(format!(
                     "Alias {} is not found. Create it (aws kms create-alias --alias-name {local} --target-key-id \
-                        KEY_ID) or list existing ones (aws kms list-aliases); is the emulator using the right \
-                        --state-file?",
+                         KEY_ID) or list existing ones (aws kms list-aliases); is the emulator using the right \
+                         --state-file?",
                     self.alias_arn(&local)
                 ))),
             };
@@ -134,7 +153,7 @@ impl Emulator {
         } else {
             Err(KmsError::not_found(format!(
                 "Key '{}' does not exist (asked for '{reference}'). List keys with aws kms list-keys; is the \
-                    emulator using the right --state-file?",
+                         emulator using the right --state-file?",
                 self.key_arn(id)
             )))
         }
@@ -158,59 +177,134 @@ impl Emulator {
         }
     }
 
-    /// Evaluates the key policy for `kms:<op>`; the error names what to change.
+    /// Authorizes `caller` doing `op` on `key`, as KMS does: an explicit Deny in the key
+    /// policy or in the caller's identity policy refuses; a key policy statement naming the
+    /// caller (or `*`) allows; one naming the caller's account allows if the identity policy
+    /// does; else a grant may allow it. The refusal starts with AWS's own sentence and then
+    /// names what to change.
+    ///
+    /// `operation` is what is authorized, by its name: an [`Op`]'s, or one of the two
+    /// halves of ReEncrypt (`ReEncryptFrom`, `ReEncryptTo`).
     pub fn authorize(
         &self,
+        store: &Store,
         key: &Key,
-        op: Op,
+        operation: &str,
         caller: &Caller,
         ctx: &RequestContext,
         recipient: Option<&VerifiedRecipient>,
     ) -> Result<(), KmsError> {
-        let action = op.action();
+        let action = format!("kms:{operation}");
         let policy = Policy::parse(&key.policy)?;
-        let who = format!("User: {} (access key {})", caller.principal_arn, caller.access_key_id);
-        match policy.evaluate(&action, &key.arn, ctx) {
-            Decision::Allow => Ok(()),
-            Decision::ExplicitDeny(sid) => Err(KmsError::access_denied(format!(
-                "{who} is not authorized to perform {action} on resource {}: explicitly denied by statement {} of \
-                    the key policy of key {}. Change the key policy (aws kms get-key-policy --key-id {} \
-                    --policy-name default).",
-                key.arn,
-                sid.map(|s| format!("'{s}'")).unwrap_or_else(|| "(no Sid)".into()),
+        let who = format!("User: {}", caller.principal_arn);
+        let denied = |why: String| {
+            KmsError::access_denied(format!(
+                "{who} is not authorized to perform: {action} on resource: {} {why}",
+                key.arn
+            ))
+        };
+        let key_decision = policy.evaluate(&caller.principal(), &action, &key.arn, ctx);
+        if let Decision::ExplicitDeny(sid) = &key_decision {
+            return Err(denied(format!(
+                "with an explicit deny in a resource-based policy (statement {} of the key policy of key {}; \
+                 aws kms get-key-policy --key-id {} --policy-name default shows it)",
+                sid.as_ref().map(|s| format!("'{s}'")).unwrap_or_else(|| "(no Sid)".into()),
                 key.key_id,
                 key.key_id
-            ))),
-            Decision::ImplicitDeny => {
-                let allowed = policy.allowed_values(&action, PCR0_KEY);
-                let allowed_txt = if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.iter().map(|v| v.to_ascii_lowercase()).collect::<Vec<_>>().join(", ")
-                };
-                let msg = match recipient {
-                    Some(r) => format!(
-                        "{who} is not authorized to perform {action} on resource {}: attestation PCR0 {} is not \
-                            allowed by the key policy of key {} (policy allows PCR0 {allowed_txt}). Run \
-                            scripts/setup-kms-policy.sh {} to allow it.",
-                        key.arn, r.pcr0_hex, key.key_id, r.pcr0_hex
-                    ),
-                    None if policy.allows_only_with(&action, PCR0_KEY) => format!(
-                        "{who} is not authorized to perform {action} on resource {}: the key policy of key {} \
-                            allows {action} only with a Recipient attestation document whose PCR0 is one of \
-                            [{allowed_txt}]; this request has no Recipient. Only an attested enclave can do this \
-                            (it sends Recipient through the kms-sidecar).",
-                        key.arn, key.key_id
-                    ),
-                    None => format!(
-                        "{who} is not authorized to perform {action} on resource {}: no statement of the key policy \
-                            of key {} allows it. Add {action} to an Allow statement (aws kms put-key-policy \
-                            --key-id {} --policy-name default ...).",
-                        key.arn, key.key_id, key.key_id
-                    ),
-                };
-                Err(KmsError::access_denied(msg))
-            }
+            )));
         }
+        let identity_decision = caller.identity_policy.as_ref().map(|p| p.evaluate_identity(&action, &key.arn, ctx));
+        if let Some(Decision::ExplicitDeny(sid)) = &identity_decision {
+            return Err(denied(format!(
+                "with an explicit deny in an identity-based policy (statement {})",
+                sid.as_deref().unwrap_or("(no Sid)")
+            )));
+        }
+        let identity_allows = !matches!(identity_decision, Some(Decision::ImplicitDeny));
+        match key_decision {
+            Decision::Allow(PrincipalMatch::Direct) => return Ok(()),
+            Decision::Allow(PrincipalMatch::Account) if identity_allows => return Ok(()),
+            Decision::Allow(PrincipalMatch::Account) => {
+                return Err(denied(format!(
+                    "because no identity-based policy allows the {action} action (the key policy delegates to the \
+                 account's IAM policies)"
+                )));
+            }
+            _ => {}
+        }
+        if grants_allow(store, key, operation, caller, ctx) {
+            return Ok(());
+        }
+        let allowed = policy.allowed_values(&action, PCR0_KEY);
+        let allowed_txt = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.iter().map(|v| v.to_ascii_lowercase()).collect::<Vec<_>>().join(", ")
+        };
+        let hint = match recipient {
+            Some(r) => format!(
+                "attestation PCR0 {} is not allowed by the key policy of key {} (policy allows PCR0 {allowed_txt}). \
+                 Run scripts/setup-kms-policy.sh {} to allow it.",
+                r.pcr0_hex, key.key_id, r.pcr0_hex
+            ),
+            None if policy.allows_only_with(&action, PCR0_KEY) => format!(
+                "the key policy of key {} allows {action} only with a Recipient attestation document whose PCR0 is \
+                 one of [{allowed_txt}]; this request has no Recipient. Only an attested enclave can do this.",
+                key.key_id
+            ),
+            None => format!(
+                "no statement of the key policy of key {} allows it for this principal. Add {action} to an Allow \
+                 statement naming it (aws kms put-key-policy --key-id {} --policy-name default ...).",
+                key.key_id, key.key_id
+            ),
+        };
+        Err(denied(format!("because no resource-based policy allows the {action} action: {hint}")))
+    }
+
+    /// Authorizes an operation that is not on a key (GenerateRandom, CreateKey, ListKeys):
+    /// real KMS decides these by the caller's identity policy alone.
+    pub fn authorize_unscoped(&self, op: Op, caller: &Caller) -> Result<(), KmsError> {
+        let action = op.action();
+        match caller.identity_policy.as_ref().map(|p| p.evaluate_identity(&action, "*", &RequestContext::default())) {
+            None | Some(Decision::Allow(_)) => Ok(()),
+            Some(Decision::ExplicitDeny(_)) => Err(KmsError::access_denied(format!(
+                "User: {} is not authorized to perform: {action} with an explicit deny in an identity-based policy",
+                caller.principal_arn
+            ))),
+            Some(Decision::ImplicitDeny) => Err(KmsError::access_denied(format!(
+                "User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} \
+                 action",
+                caller.principal_arn
+            ))),
+        }
+    }
+}
+
+/// Whether a grant on `key` lets `caller` run `op` with this request's encryption context.
+fn grants_allow(store: &Store, key: &Key, operation: &str, caller: &Caller, ctx: &RequestContext) -> bool {
+    let iam = caller.principal().iam_arn();
+    let request_context = ctx.encryption_context();
+    store.grants.iter().any(|g| {
+        g.key_id == key.key_id
+            && (g.grantee_principal == caller.principal_arn || g.grantee_principal == iam)
+            && g.operations.iter().any(|o| o == operation)
+            && g.context_subset.iter().all(|(k, v)| request_context.get(&k.to_ascii_lowercase()) == Some(v))
+            && g.context_equals.as_ref().is_none_or(|eq| {
+                eq.len() == request_context.len()
+                    && eq.iter().all(|(k, v)| request_context.get(&k.to_ascii_lowercase()) == Some(v))
+            })
+    })
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("state_file", &self.state_file)
+            .field("audit_log", &self.audit_log)
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("identities", &self.identities.identities.len())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
 }

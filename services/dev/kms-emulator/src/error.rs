@@ -18,6 +18,11 @@ pub enum ErrorKind {
     AlreadyExists,
     MissingAuthenticationToken,
     IncompleteSignature,
+    UnrecognizedClient,
+    InvalidSignature,
+    InvalidKeyUsage,
+    LimitExceeded,
+    InvalidGrantId,
     Internal,
 }
 
@@ -37,6 +42,11 @@ impl ErrorKind {
             ErrorKind::AlreadyExists => "AlreadyExistsException",
             ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::InvalidKeyUsage => "InvalidKeyUsageException",
+            ErrorKind::LimitExceeded => "LimitExceededException",
+            ErrorKind::InvalidGrantId => "InvalidGrantIdException",
             ErrorKind::Internal => "KMSInternalException",
         }
     }
@@ -44,7 +54,10 @@ impl ErrorKind {
     /// HTTP status (KMS answers client errors with 400; auth with 403 like AWS's front end).
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorKind::MissingAuthenticationToken | ErrorKind::IncompleteSignature => StatusCode::FORBIDDEN,
+            ErrorKind::MissingAuthenticationToken
+            | ErrorKind::IncompleteSignature
+            | ErrorKind::UnrecognizedClient
+            | ErrorKind::InvalidSignature => StatusCode::FORBIDDEN,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -94,6 +107,10 @@ pub enum EmulatorError {
     AuditLog { path: String, reason: String },
     #[error("attestation trust anchor: {0}")]
     TrustAnchor(String),
+    #[error("identities file {path}: {reason}; fix it or move it away to create fresh dev credentials")]
+    Identities { path: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
 }

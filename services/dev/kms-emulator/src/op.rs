@@ -20,16 +20,23 @@ pub enum Op {
     ListAliases,
     Encrypt,
     Decrypt,
+    ReEncrypt,
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
     GenerateRandom,
+    DeriveSharedSecret,
+    CreateGrant,
+    ListGrants,
+    RevokeGrant,
     PutKeyPolicy,
     GetKeyPolicy,
     ListKeyPolicies,
 }
 
 impl Op {
-    pub const ALL: [Op; 18] = [
+    pub const ALL: [Op; 25] = [
         Op::CreateKey,
         Op::DescribeKey,
         Op::ListKeys,
@@ -42,9 +49,16 @@ impl Op {
         Op::ListAliases,
         Op::Encrypt,
         Op::Decrypt,
+        Op::ReEncrypt,
         Op::GenerateDataKey,
         Op::GenerateDataKeyWithoutPlaintext,
+        Op::GenerateDataKeyPair,
+        Op::GenerateDataKeyPairWithoutPlaintext,
         Op::GenerateRandom,
+        Op::DeriveSharedSecret,
+        Op::CreateGrant,
+        Op::ListGrants,
+        Op::RevokeGrant,
         Op::PutKeyPolicy,
         Op::GetKeyPolicy,
         Op::ListKeyPolicies,
@@ -65,16 +79,23 @@ impl Op {
             Op::ListAliases => "ListAliases",
             Op::Encrypt => "Encrypt",
             Op::Decrypt => "Decrypt",
+            Op::ReEncrypt => "ReEncrypt",
             Op::GenerateDataKey => "GenerateDataKey",
             Op::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Op::GenerateDataKeyPair => "GenerateDataKeyPair",
+            Op::GenerateDataKeyPairWithoutPlaintext => "GenerateDataKeyPairWithoutPlaintext",
             Op::GenerateRandom => "GenerateRandom",
+            Op::DeriveSharedSecret => "DeriveSharedSecret",
+            Op::CreateGrant => "CreateGrant",
+            Op::ListGrants => "ListGrants",
+            Op::RevokeGrant => "RevokeGrant",
             Op::PutKeyPolicy => "PutKeyPolicy",
             Op::GetKeyPolicy => "GetKeyPolicy",
             Op::ListKeyPolicies => "ListKeyPolicies",
         }
     }
 
-    /// CloudTrail's `readOnly`: the operation changes no key, alias or policy.
+    /// CloudTrail's `readOnly`: the operation changes no key, alias, grant or policy.
     pub fn read_only(self) -> bool {
         !matches!(
             self,
@@ -85,11 +106,14 @@ impl Op {
                 | Op::CancelKeyDeletion
                 | Op::CreateAlias
                 | Op::DeleteAlias
+                | Op::CreateGrant
+                | Op::RevokeGrant
                 | Op::PutKeyPolicy
         )
     }
 
-    /// The IAM action a policy must allow: `kms:<name>`.
+    /// The IAM action a policy must allow: `kms:<name>`. (ReEncrypt is authorized as
+    /// `kms:ReEncryptFrom` on the source key and `kms:ReEncryptTo` on the destination.)
     pub fn action(self) -> String {
         format!("kms:{}", self.name())
     }

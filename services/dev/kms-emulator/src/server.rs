@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -23,6 +23,7 @@ use crate::error::{EmulatorError, ErrorKind, KmsError};
 use crate::op::Op;
 use crate::ops::dispatch;
 use crate::request::audit_parameters;
+use crate::sigv4;
 
 /// Request bodies larger than this are refused with 413 before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,6 +38,7 @@ pub fn router(em: Arc<Emulator>) -> Router {
 /// A running emulator started with [`spawn`].
 pub struct RunningEmulator {
     addr: SocketAddr,
+    tls: bool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -45,9 +47,9 @@ impl RunningEmulator {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
-    /// `http://127.0.0.1:PORT`, for `endpoint_url` / `--kms-endpoint`.
+    /// `https://localhost:PORT` (or `http://127.0.0.1:PORT` without TLS), for `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
     /// Graceful shutdown: stops accepting, lets in-flight requests finish.
     pub async fn shutdown(mut self) {
@@ -67,21 +69,75 @@ pub async fn spawn(listen: SocketAddr, cfg: EmulatorConfig) -> Result<RunningEmu
     let addr =
         listener.local_addr().map_err(|e| EmulatorError::Listen { addr: listen.to_string(), reason: e.to_string() })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tls = em.cfg.tls.is_some();
     let task = tokio::spawn(serve_on(listener, em, async {
         let _ = rx.await;
     }));
-    Ok(RunningEmulator { addr, shutdown: Some(tx), task })
+    Ok(RunningEmulator { addr, tls, shutdown: Some(tx), task })
 }
 
-/// Serves on an already-bound listener until `shutdown` resolves.
+/// Time in-flight connections get to finish after the shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves on an already-bound listener until `shutdown` resolves: HTTPS with the
+/// config's certificate, or plain HTTP without one (in-process tests only).
 pub async fn serve_on(
     listener: TcpListener,
     em: Arc<Emulator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(em).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let acceptor = em.cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let app = router(em);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            // Each request learns its peer, as axum's `into_make_service_with_connect_info` does.
+            let svc = tower::ServiceExt::map_request(app, move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let served = match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc).await,
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// Creates the emulator state for [`serve_on`].
@@ -113,32 +169,6 @@ fn ok_response(body: Value, request_id: &str) -> Response {
     resp
 }
 
-/// Access key id from a SigV4 `Authorization` header (signature not verified).
-fn access_key_id(headers: &HeaderMap) -> Result<String, KmsError> {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(|| {
-        KmsError::new(
-            ErrorKind::MissingAuthenticationToken,
-            "Missing Authentication Token: the request has no SigV4 Authorization header. Use the AWS CLI/SDK with \
-                credentials (in dev: AWS_ACCESS_KEY_ID=devkey AWS_SECRET_ACCESS_KEY=devsecret)",
-        )
-    })?;
-    let cred = auth.split("Credential=").nth(1).ok_or_else(|| {
-        KmsError::new(
-            ErrorKind::IncompleteSignature,
-            "Authorization header has no Credential=AKID/DATE/REGION/kms/aws4_request component; sign the request \
-                with SigV4",
-        )
-    })?;
-    let akid = cred.split(['/', ',', ' ']).next().unwrap_or_default();
-    if akid.is_empty() {
-        return Err(KmsError::new(
-            ErrorKind::IncompleteSignature,
-            "Authorization Credential= has an empty access key id",
-        ));
-    }
-    Ok(akid.to_string())
-}
-
 /// A `SERVER` span for one KMS operation, parented to the caller's W3C `traceparent`
 /// header (the kms-sidecar sends it). Its only attributes are the CloudTrail
 /// `eventName`, the `keyId` (key ARN) and the `outcome` (`ok` or the error type) — never
@@ -160,6 +190,8 @@ fn operation_span(headers: &HeaderMap, event_name: &str) -> tracing::Span {
 async fn handle(
     State(em): State<Arc<Emulator>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -199,8 +231,24 @@ async fn handle(
                 None,
             ));
         }
-        let akid = access_key_id(&headers).map_err(|e| (e, None))?;
-        audit.access_key_id = Some(akid.clone());
+        let identity = sigv4::authenticate(
+            &em.cfg.identities,
+            &em.cfg.region,
+            &method,
+            &uri,
+            &headers,
+            &bytes,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| (e, None))?;
+        audit.access_key_id = Some(identity.access_key_id.clone());
+        audit.principal_arn = Some(identity.principal.clone());
+        let caller = Caller {
+            access_key_id: identity.access_key_id.clone(),
+            principal_arn: identity.principal.clone(),
+            account: identity.account().to_string(),
+            identity_policy: identity.policy().map_err(|e| (e, None))?,
+        };
         let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !ct.starts_with("application/x-amz-json-1.") && !ct.starts_with("application/json") {
             return Err((KmsError::validation(format!("Content-Type '{ct}' is not supported; send {JSON_11}")), None));
@@ -215,7 +263,6 @@ async fn handle(
             return Err((KmsError::validation("request body must be a JSON object"), None));
         }
         audit.request_parameters = audit_parameters(&req);
-        let caller = Caller { access_key_id: akid, principal_arn: format!("arn:aws:iam::{}:root", em.cfg.account_id) };
         let op = op.map_err(|e| (e, None))?;
         dispatch(&em, op, &caller, &req, &mut audit).map_err(|e| (e, None))
     }

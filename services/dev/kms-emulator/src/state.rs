@@ -62,11 +62,34 @@ pub struct Alias {
     pub created: f64,
 }
 
+/// A grant: `grantee` may run `operations` on the key, within `constraints` (KMS grants
+/// are the other way, besides the key policy, to be allowed an operation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub key_id: String,
+    pub grantee_principal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    /// `EncryptionContextSubset`: the request's context must contain these pairs.
+    #[serde(default)]
+    pub context_subset: BTreeMap<String, String>,
+    /// `EncryptionContextEquals`: the request's context must be exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_equals: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub issuing_account: String,
+    pub created: f64,
+}
+
 /// Everything the emulator knows.
 #[derive(Debug, Default, Clone)]
 pub struct Store {
     pub keys: BTreeMap<String, Key>,
     pub aliases: BTreeMap<String, Alias>,
+    pub grants: Vec<Grant>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +113,8 @@ struct StoredState {
     version: u32,
     keys: Vec<StoredKey>,
     aliases: BTreeMap<String, Alias>,
+    #[serde(default)]
+    grants: Vec<Grant>,
 }
 
 impl Store {
@@ -130,7 +155,7 @@ impl Store {
                 },
             );
         }
-        Ok(Store { keys, aliases: stored.aliases })
+        Ok(Store { keys, aliases: stored.aliases, grants: stored.grants })
     }
 
     /// Writes the store to `path` atomically (same-directory temp file, fsync, rename).
@@ -154,6 +179,7 @@ impl Store {
                 })
                 .collect(),
             aliases: self.aliases.clone(),
+            grants: self.grants.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| err(e.to_string()))?);
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -6,8 +6,8 @@ mod common;
 use common::Env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDRAW/20250101/us-east-1/kms/aws4_request, \
-    SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00";
+/// Sign as the account root.
+const AUTH: (&str, &str) = common::ROOT_KEY;
 
 struct Resp {
     status: u16,
@@ -15,18 +15,21 @@ struct Resp {
     body: serde_json::Value,
 }
 
-async fn post(addr: std::net::SocketAddr, target: Option<&str>, auth: Option<&str>, body: &[u8]) -> Resp {
+async fn post(addr: std::net::SocketAddr, target: Option<&str>, auth: Option<(&str, &str)>, body: &[u8]) -> Resp {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let host = addr.to_string();
     let mut req = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: \
-            {}\r\nConnection: close\r\nX-Amz-Date: 20250101T000000Z\r\nUser-Agent: aws-cli/2.0 botocore/1.0\r\n",
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: \
+            {}\r\nConnection: close\r\nUser-Agent: aws-cli/2.0 botocore/1.0\r\n",
         body.len()
     );
     if let Some(t) = target {
         req.push_str(&format!("X-Amz-Target: {t}\r\n"));
     }
-    if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
+    if let Some(key) = auth {
+        for (k, v) in common::sigv4_headers(key, &host, target.unwrap_or_default(), body) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -98,10 +101,17 @@ async fn botocore_style_requests_and_error_shape() {
     assert_eq!(r.status, 413);
     assert_eq!(r.body["__type"], "ValidationException");
 
+    // A request signed with a wrong secret, or with someone else's key id, is refused.
+    let r = post(addr, Some("TrentService.ListKeys"), Some((common::ROOT_KEY.0, "wrong-secret")), b"{}").await;
+    assert_eq!((r.status, r.body["__type"].as_str()), (403, Some("InvalidSignatureException")), "{:?}", r.body);
+    let r = post(addr, Some("TrentService.ListKeys"), Some(("AKIANOBODY", "x")), b"{}").await;
+    assert_eq!((r.status, r.body["__type"].as_str()), (403, Some("UnrecognizedClientException")), "{:?}", r.body);
+
     emu.shutdown().await;
     let events = env.audit_events();
-    assert_eq!(events.len(), 10);
-    assert_eq!(events[0]["userIdentity"]["accessKeyId"], "AKIDRAW");
+    assert_eq!(events.len(), 12);
+    assert_eq!(events[0]["userIdentity"]["accessKeyId"], common::ROOT_KEY.0);
+    assert_eq!(events[0]["userIdentity"]["arn"], "arn:aws:iam::111122223333:root");
     assert_eq!(events[0]["userAgent"], "aws-cli/2.0 botocore/1.0");
     assert!(events[8]["userIdentity"]["accessKeyId"].is_null());
     assert_eq!(events[8]["errorCode"], "MissingAuthenticationTokenException");

@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use enclavemesh_transport::Address;
+
+use crate::kms::pin::KeyPin;
+use crate::kms::tls::KmsTrust;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -9,9 +12,10 @@ use std::path::PathBuf;
     name = "enclave-agent",
     about = "Enclave Mesh agent: serves AgentService inside a Nitro Enclave (or a simulated one in dev).",
     long_about = "At start the agent makes an ephemeral RSA key, gets an attestation document from the \
-NSM binding that key, and asks the parent's kms-sidecar to Decrypt the encrypted TSK with that document \
-as Recipient. KMS releases the TSK only if the document's PCR0 is allowed by the key policy, wrapped to \
-the ephemeral key, so the TSK exists in clear only in this process. Then it serves AgentService, \
+NSM binding that key, and asks KMS itself, over TLS that ends in this process (carried by the parent's \
+kms-sidecar as opaque bytes), to Decrypt the encrypted TSK under the pinned key with that document as \
+Recipient. KMS releases the TSK only if the document's PCR0 is allowed by the key policy, wrapped to the \
+ephemeral key, so the TSK exists in clear only in this process. Then it serves AgentService, \
 grpc.health.v1 and server reflection on --listen."
 )]
 pub struct Cli {
@@ -24,11 +28,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the simulated measurements of an agent binary in nitro-cli's JSON shape
-    /// ({"Measurements": {"HashAlgorithm", "PCR0", "PCR1", "PCR2"}}).
+    /// ({"Measurements": {"HashAlgorithm", "PCR0", "PCR1", "PCR2"[, "PCR8"]}}).
     Measure {
         /// Binary to measure (default: this executable).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// The image's signing certificate (PEM or DER): adds its PCR8.
+        #[arg(long)]
+        signing_cert: Option<PathBuf>,
     },
 }
 
@@ -68,10 +75,11 @@ pub struct Config {
     #[arg(long, env = "KMS_SIDECAR_ADDR", default_value = "vsock://3:8000")]
     pub sidecar: Address,
 
-    /// Take the agent name, kind, TSK file and key id from the kms-sidecar at boot
-    /// (its GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an
-    /// enclave gets no flags or environment from nitro-cli, so the enclave image sets
-    /// this. --name/--kind/--tsk-file/--key-id are then ignored.
+    /// Take the agent name, kind and TSK file from the kms-sidecar at boot (its
+    /// GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an enclave
+    /// gets no flags or environment from nitro-cli, so the enclave image sets this.
+    /// --name/--kind/--tsk-file are then ignored. The KMS key and trust never come from
+    /// the parent.
     #[arg(long, env = "AGENT_CONFIG_FROM_SIDECAR")]
     pub config_from_sidecar: bool,
 
@@ -121,9 +129,23 @@ pub struct Config {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_max_bytes: usize,
 
-    /// KMS key id/ARN of the TSK (optional: KMS infers it from the blob).
-    #[arg(long, env = "AGENT_KMS_KEY_ID", default_value = "")]
-    pub key_id: String,
+    /// ARN of the KMS key the TSK comes from. Part of the image's measured configuration
+    /// (the enclave image bakes it in; never taken from the parent): the agent names this
+    /// key in every Decrypt, accepts answers for it only, and reaches KMS in its region.
+    #[arg(long, env = "AGENT_KMS_KEY_ARN")]
+    pub kms_key_arn: KeyPin,
+
+    /// ARN of the KMS key the data owner seals workflow inputs (and notes) under, if this
+    /// agent opens them (Agent A). Measured, like --kms-key-arn.
+    #[arg(long, env = "AGENT_INPUT_KEY_ARN")]
+    pub input_key_arn: Option<KeyPin>,
+
+    /// Roots TLS to KMS must chain to: `webpki` (the public web PKI roots compiled in:
+    /// production) or the path of one root certificate (dev: the dev CA root the
+    /// kms-emulator's certificate chains to, .dev/dev-ca/root.der). Measured, like
+    /// --kms-key-arn.
+    #[arg(long, env = "AGENT_KMS_TRUST", default_value = "webpki")]
+    pub kms_trust: KmsTrust,
 
     /// NSM backend.
     #[arg(long, env = "AGENT_NSM", value_enum, default_value = "nitro")]
@@ -136,6 +158,12 @@ pub struct Config {
     /// Simulated PCR0 as 96 hex chars (default: SHA-384 of this agent binary, so new code = new PCR0).
     #[arg(long, env = "AGENT_SIM_PCR0")]
     pub sim_pcr0: Option<String>,
+
+    /// Simulate an image signed with this certificate (PEM or DER, the one given to the EIF
+    /// build): the simulated NSM then reports PCR8 as a signed enclave's, so a key policy
+    /// that allows images by PCR8 (setup-kms-policy.sh --lock) is tested in dev.
+    #[arg(long, env = "AGENT_SIM_SIGNING_CERT")]
+    pub sim_signing_cert: Option<PathBuf>,
 
     /// Simulate a debug-mode enclave (all-zero PCRs), which KMS and verifiers refuse.
     #[arg(long, env = "AGENT_SIM_DEBUG_MODE")]

@@ -26,6 +26,8 @@ pub struct EnclaveIdentity {
     pub nsm: Arc<dyn Nsm>,
     pub key: EphemeralKeyPair,
     pub pcr0_hex: String,
+    /// PCR8 (the signing certificate's) when the image is signed.
+    pub pcr8_hex: Option<String>,
 }
 
 /// Parses a 96-hex-char PCR value.
@@ -52,13 +54,18 @@ impl EnclaveIdentity {
             NsmKind::Nitro => Arc::new(NitroNsm::open()?),
             NsmKind::Simulated => {
                 let mut m = SimulatedMeasurements::from_pcr0(simulated_pcr0(settings)?);
+                if let Some(path) = &settings.sim_signing_cert {
+                    m = m.signed_with(&enclavemesh_attestation::read_signing_certificate(path)?);
+                }
                 m.debug_mode = settings.sim_debug_mode;
                 Arc::new(SimulatedNsm::new(&settings.dev_dir, m)?)
             }
         };
         let pcr0_hex = hex::encode(nsm.describe_pcr(0)?);
+        let pcr8 = nsm.describe_pcr(8)?;
+        let pcr8_hex = pcr8.iter().any(|b| *b != 0).then(|| hex::encode(pcr8));
         let key = EphemeralKeyPair::generate()?;
-        Ok(Self { nsm, key, pcr0_hex })
+        Ok(Self { nsm, key, pcr0_hex, pcr8_hex })
     }
 
     /// An attestation document binding our public key, for KMS's Recipient.

@@ -9,8 +9,10 @@ mod audit;
 pub mod config;
 mod identity;
 mod key_release;
+mod kms;
 mod logic;
 mod refusal;
+mod retry;
 mod serve;
 mod service;
 mod settings;
@@ -33,6 +35,8 @@ pub enum AgentError {
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     #[error(transparent)]
+    Kms(#[from] kms::KmsSetupError),
+    #[error(transparent)]
     KeyRelease(#[from] key_release::KeyReleaseError),
     #[error(transparent)]
     Audit(#[from] audit::BootTrailError),
@@ -42,6 +46,8 @@ pub enum AgentError {
     Serve(#[from] serve::ServeError),
     #[error("cannot measure {path}: {source}")]
     Measure { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    SigningCert(#[from] enclavemesh_attestation::NsmError),
 }
 
 /// Starts the agent and serves until `shutdown` resolves.
@@ -55,8 +61,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     tracing::info!(agent = %settings.name, nsm = identity.nsm.kind(), pcr0 = %identity.pcr0_hex, "enclave identity \
         ready");
 
-    // Key ring: every TSK version, released by KMS to this enclave's attestation.
-    let ring = Arc::new(key_release::release_tsk(&identity, &sidecar, &settings).await?);
+    // Key ring: every TSK version, released by KMS (over this enclave's own TLS, through
+    // the parent's tunnel) to this enclave's attestation.
+    let kms = Arc::new(kms::Kms::new(&sidecar, &settings.tsk_key, &settings.kms_trust)?);
+    let ring = Arc::new(key_release::release_tsk(&identity, &kms, &settings).await?);
     tracing::info!(versions = ?ring.versions(), "key ring ready");
 
     // Audit trail: record 0 binds its signing key to this enclave's attestation.
@@ -71,8 +79,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         identity,
         logic: logic::for_kind(settings.kind),
         limits: enclavemesh_sealing::Limits { max_ciphertext_bytes: settings.max_state_bytes },
-        sidecar,
-        sidecar_addr: settings.sidecar.clone(),
+        kms,
+        input_key: settings.input_key.clone(),
     };
     let listener = enclavemesh_transport::bind(&settings.listen)
         .await
@@ -86,17 +94,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     Ok(served?)
 }
 
-/// nitro-cli's `build-enclave` JSON shape, with simulated measurements of `binary`.
-pub fn measurements_json(binary: &std::path::Path) -> Result<serde_json::Value, AgentError> {
+/// nitro-cli's `build-enclave` JSON shape, with simulated measurements of `binary`
+/// (and PCR8, when the image is signed with `signing_cert`).
+pub fn measurements_json(
+    binary: &std::path::Path,
+    signing_cert: Option<&std::path::Path>,
+) -> Result<serde_json::Value, AgentError> {
     let pcr0 = enclavemesh_attestation::measure_file(binary)
         .map_err(|source| AgentError::Measure { path: binary.to_path_buf(), source })?;
-    let m = enclavemesh_attestation::SimulatedMeasurements::from_pcr0(pcr0);
-    Ok(serde_json::json!({
-        "Measurements": {
-            "HashAlgorithm": "Sha384 { ... }",
-            "PCR0": hex::encode(m.pcr0),
-            "PCR1": hex::encode(m.pcr1),
-            "PCR2": hex::encode(m.pcr2),
-        }
-    }))
+    let mut m = enclavemesh_attestation::SimulatedMeasurements::from_pcr0(pcr0);
+    if let Some(cert) = signing_cert {
+        m = m.signed_with(&enclavemesh_attestation::read_signing_certificate(cert)?);
+    }
+    let mut pcrs = serde_json::json!({
+        "HashAlgorithm": "Sha384 { ... }",
+        "PCR0": hex::encode(m.pcr0),
+        "PCR1": hex::encode(m.pcr1),
+        "PCR2": hex::encode(m.pcr2),
+    });
+    if let (Some(pcr8), Some(map)) = (m.pcr8, pcrs.as_object_mut()) {
+        map.insert("PCR8".into(), hex::encode(pcr8).into());
+    }
+    Ok(serde_json::json!({ "Measurements": pcrs }))
 }

@@ -5,12 +5,15 @@ use enclave_agent::config::{Cli, Command};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Measure { binary }) => {
+        Some(Command::Measure { binary, signing_cert }) => {
             let binary = match binary {
                 Some(b) => b,
                 None => std::env::current_exe()?,
             };
-            println!("{}", serde_json::to_string_pretty(&enclave_agent::measurements_json(&binary)?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&enclave_agent::measurements_json(&binary, signing_cert.as_deref())?)?
+            );
             Ok(())
         }
         None => {

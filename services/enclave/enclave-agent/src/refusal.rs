@@ -33,17 +33,6 @@ pub fn decode_error(what: &str, e: DecodeError) -> Status {
     }
 }
 
-/// A refusal from the kms-sidecar (or the way to it), passed on with `context`: the
-/// sidecar's kind when it sent one, else transient trouble is `kms_unavailable`.
-pub fn kms_error(context: &str, s: &Status) -> Status {
-    let message = format!("{context}: {}", s.message());
-    match Refusal::of(s) {
-        Some(kind) => kind.status(message),
-        None if crate::sidecar::is_transient(s.code()) => Refusal::KmsUnavailable.status(message),
-        None => Refusal::KmsBadResponse.status(message),
-    }
-}
-
 /// Records on the current handler span how the call ended: `outcome` (`ok` / `error`)
 /// and, for errors, `error.kind` (the refusal's label). Kinds only: status messages stay
 /// out of the span.
@@ -64,17 +53,6 @@ pub fn finish<T>(result: Result<T, Status>) -> Result<T, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kms_trouble_keeps_the_sidecars_kind_or_names_one() {
-        let denied = kms_error("decrypting the note", &Refusal::KmsAccessDenied.status("PCR0 not allowed"));
-        assert_eq!(Refusal::of(&denied), Some(Refusal::KmsAccessDenied));
-        assert_eq!(denied.message(), "decrypting the note: PCR0 not allowed");
-        let down = kms_error("decrypting the note", &Status::unavailable("connection refused"));
-        assert_eq!(Refusal::of(&down), Some(Refusal::KmsUnavailable));
-        let odd = kms_error("decrypting the note", &Status::not_found("what"));
-        assert_eq!(Refusal::of(&odd), Some(Refusal::KmsBadResponse));
-    }
 
     #[test]
     fn logic_refusals_are_typed() {

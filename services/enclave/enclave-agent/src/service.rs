@@ -12,14 +12,14 @@ use enclavemesh_proto::Refusal;
 use enclavemesh_proto::limits::MAX_WORKFLOW_ID_BYTES;
 use enclavemesh_proto::v1::*;
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, SealHeader};
-use enclavemesh_transport::Address;
 use tonic::Status;
 use tracing::field::Empty;
 
 use crate::identity::EnclaveIdentity;
+use crate::kms::Kms;
+use crate::kms::pin::KeyPin;
 use crate::logic::{AgentLogic, InitParams, PlainState};
 use crate::refusal::{self, finish};
-use crate::sidecar::SidecarClient;
 
 /// Largest nonce / user_data accepted by Attest (the NSM takes up to 1024).
 const MAX_ATTEST_FIELD_BYTES: usize = 512;
@@ -33,8 +33,9 @@ pub(crate) struct Agent {
     pub(crate) identity: Arc<EnclaveIdentity>,
     pub(crate) logic: Box<dyn AgentLogic>,
     pub(crate) limits: Limits,
-    pub(crate) sidecar: SidecarClient,
-    pub(crate) sidecar_addr: Address,
+    pub(crate) kms: Arc<Kms>,
+    /// The key the data owner's inputs (the note) are sealed under, if this agent opens any.
+    pub(crate) input_key: Option<KeyPin>,
 }
 
 fn check_workflow_id(id: &str) -> Result<(), Status> {
@@ -95,7 +96,8 @@ impl Agent {
         Ok((env, summary))
     }
 
-    /// Decrypts the caller's KMS-encrypted note through the sidecar, as Recipient.
+    /// Decrypts the data owner's KMS-encrypted note: KMS (over the enclave's own TLS)
+    /// releases it to this enclave alone, under the pinned input key and its context.
     async fn decrypt_note(&self, blob: &[u8]) -> Result<String, Status> {
         if blob.is_empty() {
             return Ok(String::new());
@@ -106,30 +108,14 @@ impl Agent {
                 blob.len()
             )));
         }
-        let doc = self
-            .identity
-            .attest_for_kms()
-            .map_err(|e| Refusal::AttestationUnavailable.status(format!("attestation failed: {e}")))?;
-        let resp = self
-            .sidecar
-            .clone()
-            .decrypt(ForwardDecryptRequest {
-                ciphertext_blob: blob.to_vec(),
-                key_id: String::new(),
-                attestation_document: doc,
-            })
-            .await
-            .map_err(|s| {
-                refusal::kms_error(
-                    &format!("decrypting kms_encrypted_note via the kms-sidecar at {}", self.sidecar_addr),
-                    &s,
-                )
-            })?;
+        let key = self.input_key.as_ref().ok_or_else(|| {
+            Refusal::WrongRole.status("this agent has no --input-key-arn, so it opens no owner inputs (notes)")
+        })?;
         let plain = self
-            .identity
-            .key
-            .unwrap(&resp.into_inner().ciphertext_for_recipient)
-            .map_err(|e| Refusal::KmsBadResponse.status(format!("cannot open KMS's answer for the note: {e}")))?;
+            .kms
+            .decrypt_for_enclave(key, blob, crate::kms::input_context(), &self.identity)
+            .await
+            .map_err(|e| e.refusal().status(format!("decrypting kms_encrypted_note: {e}")))?;
         String::from_utf8(plain.to_vec())
             .map_err(|_| Refusal::InvalidInput.status("kms_encrypted_note is not UTF-8 text"))
     }

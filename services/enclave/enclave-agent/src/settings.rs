@@ -4,8 +4,9 @@
 //! passes neither, so the parts the parent decides (name, kind, key id and the encrypted
 //! TSK file) come from the kms-sidecar instead (`--config-from-sidecar`, set by the
 //! enclave image). The parent is untrusted, so what it hands out is checked here, once:
-//! a short name, a kind this agent knows, and a TSK file that parses. After this stage
-//! nothing reads [`Config`] again.
+//! a short name, a kind this agent knows, and a TSK file that parses. What the parent must
+//! not decide (which KMS key, which TLS roots) is the image's own configuration, never
+//! the sidecar's. After this stage nothing reads [`Config`] again.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,7 +18,10 @@ use enclavemesh_transport::Address;
 use tonic::Code;
 
 use crate::config::{AgentKind, Config, NsmKind};
-use crate::sidecar::{Retried, SidecarClient, retry_transient};
+use crate::kms::pin::KeyPin;
+use crate::kms::tls::KmsTrust;
+use crate::retry::{Retried, retry_transient};
+use crate::sidecar::SidecarClient;
 use crate::tsk_file::{self, EncryptedTsk, TskFileError};
 
 /// Why the agent could not settle what it runs with.
@@ -56,6 +60,8 @@ pub struct NsmSettings {
     /// Dev state directory holding the dev CA (simulated NSM only).
     pub dev_dir: PathBuf,
     pub sim_pcr0: Option<String>,
+    /// The simulated image's signing certificate (PCR8), if it is signed.
+    pub sim_signing_cert: Option<PathBuf>,
     pub sim_debug_mode: bool,
 }
 
@@ -74,8 +80,12 @@ pub struct Settings {
     /// Name bound into every envelope this agent seals.
     pub name: String,
     pub kind: AgentKind,
-    /// KMS key id/ARN of the TSK ("": KMS infers it from the blob).
-    pub key_id: String,
+    /// The KMS key the TSK comes from (measured: from the image's configuration).
+    pub tsk_key: KeyPin,
+    /// The KMS key the data owner's inputs come from, if this agent opens any.
+    pub input_key: Option<KeyPin>,
+    /// The roots TLS to KMS must chain to.
+    pub kms_trust: KmsTrust,
     /// The TSK versions to release, retired ones already removed.
     pub tsk_versions: Vec<EncryptedTsk>,
     pub retired_key_versions: Vec<u32>,
@@ -94,7 +104,6 @@ pub struct Settings {
 struct Role {
     name: String,
     kind: AgentKind,
-    key_id: String,
     tsk_versions: Vec<EncryptedTsk>,
 }
 
@@ -109,13 +118,15 @@ impl Settings {
             role
         } else {
             let path = cfg.tsk_file.as_deref().ok_or(SettingsError::NoTskFile)?;
-            Role { name: cfg.name, kind: cfg.kind, key_id: cfg.key_id, tsk_versions: tsk_file::read(path)? }
+            Role { name: cfg.name, kind: cfg.kind, tsk_versions: tsk_file::read(path)? }
         };
         let tsk_versions = tsk_file::without_retired(role.tsk_versions, &cfg.retired_key_versions)?;
         Ok(Settings {
             name: role.name,
             kind: role.kind,
-            key_id: role.key_id,
+            tsk_key: cfg.kms_key_arn,
+            input_key: cfg.input_key_arn,
+            kms_trust: cfg.kms_trust,
             tsk_versions,
             retired_key_versions: cfg.retired_key_versions,
             listen: cfg.listen,
@@ -124,6 +135,7 @@ impl Settings {
                 kind: cfg.nsm,
                 dev_dir: cfg.dev_dir,
                 sim_pcr0: cfg.sim_pcr0,
+                sim_signing_cert: cfg.sim_signing_cert,
                 sim_debug_mode: cfg.sim_debug_mode,
             },
             audit: AuditSettings {
@@ -160,7 +172,7 @@ fn role_from_parent(given: AgentConfigResponse, sidecar: &Address) -> Result<Rol
         ))
     })?;
     let tsk_versions = tsk_file::parse(&given.tsk_file, "the TSK file from the kms-sidecar")?;
-    Ok(Role { name: given.name, kind, key_id: given.key_id, tsk_versions })
+    Ok(Role { name: given.name, kind, tsk_versions })
 }
 
 /// The agent's role and encrypted-TSK file from the parent, retried while the sidecar
@@ -172,13 +184,9 @@ async fn fetch_agent_config(
 ) -> Result<AgentConfigResponse, SettingsError> {
     let answer = retry_transient(deadline, || {
         let mut client = client.clone();
-        async move {
-            Ok::<_, SettingsError>(
-                client.get_agent_config(AgentConfigRequest {}).await.map(tonic::Response::into_inner),
-            )
-        }
+        async move { client.get_agent_config(AgentConfigRequest {}).await.map(tonic::Response::into_inner) }
     })
-    .await?;
+    .await;
     match answer {
         Retried::Answer(config) => Ok(config),
         Retried::Refused(status) => Err(SettingsError::NoAgentConfig {
@@ -199,7 +207,7 @@ mod tests {
     use super::*;
 
     fn given(name: &str, kind: &str) -> AgentConfigResponse {
-        AgentConfigResponse { name: name.into(), kind: kind.into(), tsk_file: "AQID\n".into(), key_id: "k".into() }
+        AgentConfigResponse { name: name.into(), kind: kind.into(), tsk_file: "AQID\n".into() }
     }
 
     #[test]

@@ -132,6 +132,44 @@ pub(crate) fn name(s: &str) -> Result<Name, NsmError> {
         .map_err(|e| NsmError::Crypto { context: "parsing a certificate name", reason: format!("{s}: {e}") })
 }
 
+/// A TLS server leaf for `dns_names` and `ip_addrs` (subjectAltName, extendedKeyUsage
+/// serverAuth), signed by `signer` as `issuer`, returning its DER.
+pub(crate) fn issue_tls_server(
+    issuer: Name,
+    subject_key: &VerifyingKey,
+    dns_names: &[&str],
+    ip_addrs: &[std::net::IpAddr],
+    validity: Validity,
+    signer: &SigningKey,
+) -> Result<Vec<u8>, NsmError> {
+    use der::asn1::{Ia5String, OctetString};
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+    let crypto = |reason: String| NsmError::Crypto { context: "issuing a TLS certificate", reason };
+    let mut alt: Vec<GeneralName> = Vec::new();
+    for d in dns_names {
+        alt.push(GeneralName::DnsName(Ia5String::new(d).map_err(|e| crypto(format!("{d}: {e}")))?));
+    }
+    for ip in ip_addrs {
+        let bytes = match ip {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        alt.push(GeneralName::IpAddress(OctetString::new(bytes).map_err(|e| crypto(e.to_string()))?));
+    }
+    let subject = name(&format!("CN={}", dns_names.first().copied().unwrap_or("enclavemesh-dev-tls")))?;
+    let spki = SubjectPublicKeyInfoOwned::from_key(*subject_key).map_err(|e| crypto(e.to_string()))?;
+    let profile = Profile::Leaf { issuer, enable_key_agreement: false, enable_key_encipherment: false };
+    let mut builder = CertificateBuilder::new(profile, random_serial()?, validity, subject, spki, signer)
+        .map_err(|e| crypto(e.to_string()))?;
+    builder.add_extension(&SubjectAltName(alt)).map_err(|e| crypto(e.to_string()))?;
+    builder
+        .add_extension(&ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_SERVER_AUTH]))
+        .map_err(|e| crypto(e.to_string()))?;
+    let cert = builder.build::<DerSignature>().map_err(|e| crypto(e.to_string()))?;
+    cert.to_der().map_err(|e| crypto(e.to_string()))
+}
+
 /// Issue a certificate for `subject_key` signed by `signer`, returning its DER.
 pub(crate) fn issue(
     profile: Profile,

@@ -32,11 +32,26 @@ pub const DEV_INTERMEDIATE_SUBJECT: &str = "CN=enclavemesh-dev-intermediate,OU=s
 /// Directory name under the dev dir.
 pub const DEV_CA_DIR: &str = "dev-ca";
 const ROOT_FILE: &str = "root.der";
+/// The same root as PEM, for tools that take a CA bundle (`AWS_CA_BUNDLE`, curl).
+const ROOT_PEM_FILE: &str = "root.pem";
 const INTERMEDIATE_FILE: &str = "intermediate.der";
 const INTERMEDIATE_KEY_FILE: &str = "intermediate.key.der";
 
 const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// A TLS server certificate chain (leaf first, then the intermediate) and its private key
+/// (PKCS#8 DER).
+pub struct TlsServerCert {
+    pub chain_der: Vec<Vec<u8>>,
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+impl fmt::Debug for TlsServerCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerCert").field("certificates", &self.chain_der.len()).finish_non_exhaustive()
+    }
+}
 
 /// The dev root + intermediate (with the intermediate's key).
 pub struct DevCa {
@@ -109,6 +124,9 @@ impl DevCa {
             .map_err(|e| NsmError::Crypto { context: "encoding the intermediate key", reason: e.to_string() })?;
 
         write_file(&dir.join(ROOT_FILE), &root_der, 0o644)?;
+        let root_pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &root_der)
+            .map_err(|e| NsmError::Crypto { context: "encoding the root as PEM", reason: e.to_string() })?;
+        write_file(&dir.join(ROOT_PEM_FILE), root_pem.as_bytes(), 0o644)?;
         write_file(&dir.join(INTERMEDIATE_FILE), &int_der, 0o644)?;
         write_file(&dir.join(INTERMEDIATE_KEY_FILE), int_pkcs8.as_bytes(), 0o600)?;
         Ok(())
@@ -166,6 +184,39 @@ impl DevCa {
     /// Path of `root.der` inside `dev_dir` (for `--attestation-root` defaults).
     pub fn root_path(dev_dir: &Path) -> PathBuf {
         dev_dir.join(DEV_CA_DIR).join(ROOT_FILE)
+    }
+
+    /// Where the dev root is as PEM (a CA bundle for the aws CLI: `AWS_CA_BUNDLE`).
+    pub fn root_pem_path(dev_dir: &Path) -> PathBuf {
+        dev_dir.join(DEV_CA_DIR).join(ROOT_PEM_FILE)
+    }
+
+    /// A TLS server certificate for `dns_names` and `ip_addrs`, valid for a year, issued
+    /// by the intermediate: what the kms-emulator serves HTTPS with, so a client that
+    /// trusts the dev root (an agent in dev mode, the CLI, the test harness) checks it as
+    /// it would any web PKI certificate. A fresh P-384 key each time.
+    pub fn issue_tls_server(
+        &self,
+        dns_names: &[&str],
+        ip_addrs: &[std::net::IpAddr],
+    ) -> Result<TlsServerCert, NsmError> {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let now = SystemTime::now();
+        let validity = certs::validity(now - BACKDATE, now + Duration::from_secs(365 * 24 * 3600))?;
+        let leaf = certs::issue_tls_server(
+            self.intermediate_name.clone(),
+            key.verifying_key(),
+            dns_names,
+            ip_addrs,
+            validity,
+            &self.intermediate_key,
+        )?;
+        let key_pkcs8_der = key
+            .to_pkcs8_der()
+            .map_err(|e| NsmError::Crypto { context: "encoding the TLS key", reason: e.to_string() })?
+            .as_bytes()
+            .to_vec();
+        Ok(TlsServerCert { chain_der: vec![leaf, self.intermediate_der.clone()], key_pkcs8_der })
     }
 
     pub(crate) fn intermediate_key(&self) -> &SigningKey {

@@ -19,6 +19,10 @@ pub enum NsmError {
     /// The NSM (real or simulated) refused or failed a request.
     #[error("NSM request {request} failed: {reason}")]
     Request { request: &'static str, reason: String },
+    /// A certificate file (an image signing certificate, a trust root) that cannot be read
+    /// or is not X.509.
+    #[error("cannot use {what} {path}: {reason}; give a PEM or DER X.509 certificate")]
+    Certificate { what: &'static str, path: String, reason: String },
     /// Filesystem trouble under the dev directory (dev CA, measurements).
     #[error("{what} ({path}): {source}; check that the dev directory exists and is writable (ENCLAVEMESH_DEV_DIR)")]
     Io {

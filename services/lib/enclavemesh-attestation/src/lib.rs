@@ -24,12 +24,15 @@ mod verifier;
 mod tests;
 
 pub use anchor::{AWS_NITRO_ROOT_G1_DER, AWS_NITRO_ROOT_G1_PEM, TrustAnchor};
-pub use dev_ca::{DEV_CA_DIR, DEV_INTERMEDIATE_SUBJECT, DEV_ROOT_SUBJECT, DevCa};
+pub use dev_ca::{DEV_CA_DIR, DEV_INTERMEDIATE_SUBJECT, DEV_ROOT_SUBJECT, DevCa, TlsServerCert};
 pub use document::{AttestationDocument, MAX_PCRS};
 pub use error::{NsmError, VerifyError};
 pub use nitro::{NSM_DEVICE, NitroNsm};
 pub use nsm::Nsm;
-pub use simulated::{SimulatedMeasurements, SimulatedNsm, measure_file};
+pub use simulated::{
+    SimulatedMeasurements, SimulatedNsm, measure_file, pcr8_of_signing_certificate, read_certificate,
+    read_signing_certificate,
+};
 pub use verifier::{DEFAULT_MAX_AGE, DEFAULT_MAX_CLOCK_SKEW, Verifier};
 
 /// Largest `user_data`, `nonce` or `public_key` the NSM accepts (each).

@@ -46,12 +46,43 @@ pub fn measure_file(path: &Path) -> Result<[u8; 48], std::io::Error> {
     Ok(hasher.finalize().into())
 }
 
-/// What the simulated enclave "measures" as PCR0/1/2.
+/// PCR8 of an image signed with the certificate `cert_der`, as the Nitro hypervisor (and
+/// QEMU's nitro-enclave machine) computes it: the SHA-384 fingerprint of the certificate,
+/// extended into a zeroed PCR, `SHA384(0^48 || SHA384(cert_der))`.
+pub fn pcr8_of_signing_certificate(cert_der: &[u8]) -> [u8; 48] {
+    let mut h = Sha384::new();
+    h.update([0u8; 48]);
+    h.update(Sha384::digest(cert_der));
+    h.finalize().into()
+}
+
+/// Reads an X.509 certificate file, PEM (the first `CERTIFICATE` block) or DER, and
+/// returns its DER, checked to parse. `what` names it in errors (e.g. "the image signing
+/// certificate").
+pub fn read_certificate(path: &Path, what: &'static str) -> Result<Vec<u8>, NsmError> {
+    use der::{Decode, DecodePem, Encode};
+    use x509_cert::Certificate;
+    let fail = |reason: String| NsmError::Certificate { what, path: path.display().to_string(), reason };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let cert =
+        if bytes.starts_with(b"-----BEGIN") { Certificate::from_pem(&bytes) } else { Certificate::from_der(&bytes) };
+    let bad = |e: der::Error| fail(format!("not an X.509 certificate: {e}"));
+    cert.map_err(bad)?.to_der().map_err(bad)
+}
+
+/// Reads an image signing certificate (the `--signing-certificate` of the EIF build).
+pub fn read_signing_certificate(path: &Path) -> Result<Vec<u8>, NsmError> {
+    read_certificate(path, "the image signing certificate")
+}
+
+/// What the simulated enclave "measures" as PCR0/1/2 (and PCR8 when its image is signed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimulatedMeasurements {
     pub pcr0: [u8; 48],
     pub pcr1: [u8; 48],
     pub pcr2: [u8; 48],
+    /// PCR8: set when the simulated image is signed ([`Self::signed_with`]); zeros otherwise.
+    pub pcr8: Option<[u8; 48]>,
     /// Emulate a debug-mode enclave: every PCR reads as zeros, as on real hardware.
     pub debug_mode: bool,
 }
@@ -64,6 +95,7 @@ impl SimulatedMeasurements {
             pcr0,
             pcr1: Sha384::digest(PCR1_LABEL).into(),
             pcr2: Sha384::digest(PCR2_LABEL).into(),
+            pcr8: None,
             debug_mode: false,
         }
     }
@@ -89,6 +121,12 @@ impl SimulatedMeasurements {
         Ok(Self::from_pcr0(pcr0))
     }
 
+    /// Same measurements, for an image signed with the certificate `cert_der` (DER).
+    pub fn signed_with(mut self, cert_der: &[u8]) -> Self {
+        self.pcr8 = Some(pcr8_of_signing_certificate(cert_der));
+        self
+    }
+
     /// Same measurements with debug mode on or off.
     pub fn with_debug_mode(mut self, yes: bool) -> Self {
         self.debug_mode = yes;
@@ -102,6 +140,7 @@ impl SimulatedMeasurements {
             (false, 0) => self.pcr0,
             (false, 1) => self.pcr1,
             (false, 2) => self.pcr2,
+            (false, 8) => self.pcr8.unwrap_or([0; 48]),
             _ => [0; 48],
         }
     }

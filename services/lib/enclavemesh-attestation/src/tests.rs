@@ -477,3 +477,37 @@ fn every_error_kind_is_distinct_and_display_names_values() {
     assert!(errors[6].to_string().contains("400000") && errors[6].to_string().contains("300000"));
     assert!(errors[7].to_string().contains("99000"));
 }
+
+#[test]
+fn a_signed_simulated_image_reports_pcr8_of_its_certificate_and_the_file_forms_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::load_or_create(dir.path()).unwrap();
+    let cert = ca.issue_tls_server(&["signer.example"], &[]).unwrap().chain_der[0].clone();
+    let nsm = sim_with(dir.path(), SimulatedMeasurements::from_pcr0(PCR0).signed_with(&cert));
+    let doc = verifier_for(&nsm).verify(&nsm.attestation(None, None, None).unwrap()).unwrap();
+    // SHA384(0^48 || SHA384(cert DER)), as the hypervisor extends PCR8.
+    let mut ext = vec![0u8; 48];
+    ext.extend(Sha384::digest(&cert));
+    assert_eq!(doc.pcr(8), Some(&Sha384::digest(&ext)[..]));
+    assert_eq!(doc.pcr(0), Some(&PCR0[..]), "signing does not change PCR0");
+    let (_d, unsigned) = sim();
+    let plain = verifier_for(&unsigned).verify(&unsigned.attestation(None, None, None).unwrap()).unwrap();
+    assert_eq!(plain.pcr(8), Some(&[0u8; 48][..]), "an unsigned image has a zero PCR8");
+
+    // PEM and DER files read to the same certificate; anything else is refused.
+    let der_path = dir.path().join("cert.der");
+    std::fs::write(&der_path, &cert).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&cert);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let pem_path = dir.path().join("cert.pem");
+    std::fs::write(
+        &pem_path,
+        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n")),
+    )
+    .unwrap();
+    assert_eq!(read_signing_certificate(&der_path).unwrap(), cert);
+    assert_eq!(read_signing_certificate(&pem_path).unwrap(), cert);
+    std::fs::write(&der_path, b"not a certificate").unwrap();
+    let e = read_signing_certificate(&der_path).unwrap_err().to_string();
+    assert!(e.contains("not an X.509 certificate") && e.contains("cert.der"), "{e}");
+}

@@ -94,7 +94,9 @@ struct TriggerArgs {
     /// Workflow id (default: a generated unique id).
     #[arg(long, env = "ENCLAVEMESH_WORKFLOW_ID")]
     workflow_id: Option<String>,
-    /// Base64 KMS ciphertext of a private note (from `aws kms encrypt`), decrypted only in the enclave.
+    /// Base64 KMS ciphertext of a private note, made by the data owner under the input key
+    /// (`aws kms encrypt --key-id alias/enclavemesh-input --encryption-context
+    /// enclavemesh-purpose=workflow-input`); only an attested enclave can decrypt it.
     #[arg(long, env = "ENCLAVEMESH_KMS_ENCRYPTED_NOTE_B64")]
     kms_encrypted_note_b64: Option<String>,
     /// Only start the workflow; do not wait for it.

@@ -59,7 +59,6 @@ impl FromStr for AgentRole {
 pub struct AgentDirectory {
     pub roles: Vec<AgentRole>,
     pub tsk_file: Option<PathBuf>,
-    pub key_id: String,
 }
 
 impl AgentDirectory {
@@ -102,12 +101,7 @@ impl AgentDirectory {
         }
         let tsk_file = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
         tracing::info!(agent = %role.name, kind = %role.kind, peer = %who, "agent configuration handed out");
-        Ok(AgentConfigResponse {
-            name: role.name.clone(),
-            kind: role.kind.clone(),
-            tsk_file,
-            key_id: self.key_id.clone(),
-        })
+        Ok(AgentConfigResponse { name: role.name.clone(), kind: role.kind.clone(), tsk_file })
     }
 }
 
@@ -116,11 +110,7 @@ mod tests {
     use super::*;
 
     fn dir(roles: &[&str], tsk: Option<PathBuf>) -> AgentDirectory {
-        AgentDirectory {
-            roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
-            tsk_file: tsk,
-            key_id: String::new(),
-        }
+        AgentDirectory { roles: roles.iter().map(|r| r.parse().unwrap()).collect(), tsk_file: tsk }
     }
 
     fn vsock(cid: u32) -> Address {

@@ -1,76 +1,12 @@
-//! Turning KMS/SDK failures into gRPC statuses a person can act on.
+//! Turning the parent's environment troubles into messages a person can act on.
 //!
-//! The field's most common complaint about enclave tooling is an opaque
-//! "non-200 from KMS: 400". Here every failure keeps KMS's own error type and
-//! message, and transport failures say which endpoint could not be reached.
+//! The field's most common complaint about enclave tooling is an opaque failure. The
+//! sidecar's own failures (no credentials, no route to KMS) name the cause and the fix.
 
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use enclavemesh_proto::Refusal;
-use tonic::Status;
-
-/// The refusal for a KMS error type (`AccessDeniedException`, ...).
-pub fn refusal_for(kms_error_type: &str) -> Refusal {
-    match kms_error_type {
-        "AccessDeniedException" => Refusal::KmsAccessDenied,
-        "InvalidCiphertextException"
-        | "IncorrectKeyException"
-        | "ValidationException"
-        | "InvalidKeyUsageException"
-        | "NotFoundException" => Refusal::KmsInvalidCiphertext,
-        "DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException" => Refusal::KmsKeyUnusable,
-        "KMSInternalException" | "DependencyTimeoutException" | "ThrottlingException" | "LimitExceededException" => {
-            Refusal::KmsUnavailable
-        }
-        _ => Refusal::KmsBadResponse,
-    }
-}
-
-/// Maps a KMS SDK error to a refusal whose message names the KMS error type, its message
-/// and the endpoint; the kind tells the caller whether retrying can help.
-pub fn to_status<E, R>(op: &str, endpoint: &str, err: SdkError<E, R>) -> Status
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match &err {
-        SdkError::ServiceError(se) => {
-            let e = se.err();
-            let kind = e.code().unwrap_or("UnknownKmsError");
-            let msg = e.message().unwrap_or("no message");
-            refusal_for(kind).status(format!("KMS {op} failed: {kind}: {msg}"))
-        }
-        SdkError::TimeoutError(_) => Refusal::KmsUnavailable.status(format!(
-            "KMS {op} timed out talking to {endpoint}; check network reachability of KMS from the parent"
-        )),
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
-            if let Some(hint) = environment_hint(&enclavemesh_transport::error_chain(&err)) =>
-        {
-            Refusal::KmsUnavailable
-                .status(format!("KMS {op} via {endpoint}: {hint} ({})", enclavemesh_transport::error_chain(&err)))
-        }
-        SdkError::DispatchFailure(df) => {
-            let detail = if df.is_io() {
-                "connection failed"
-            } else if df.is_timeout() {
-                "timed out"
-            } else {
-                "dispatch failed"
-            };
-            Refusal::KmsUnavailable.status(format!(
-                "KMS {op}: cannot reach {endpoint} ({detail}: {}). Is the KMS endpoint (or kms-emulator in dev) \
-                 running, \
-                 and are credentials available (IMDSv2 on EC2)?",
-                enclavemesh_transport::error_chain(&err)
-            ))
-        }
-        _ => Refusal::KmsUnavailable
-            .status(format!("KMS {op} failed talking to {endpoint}: {}", enclavemesh_transport::error_chain(&err))),
-    }
-}
-
-/// The two parent-host misconfigurations that show up as a "dispatch failure": no usable
-/// credentials (on EC2: the instance role through IMDSv2) and no CA bundle for TLS. Both
-/// are otherwise easy to misread as "KMS is down". `None` when neither matches.
+/// The parent-host misconfigurations that show up as an opaque failure: no usable
+/// credentials (on EC2: the instance role through IMDSv2), or no CA bundle for the TLS
+/// the sidecar itself speaks (to STS or SSO, for role or web-identity credentials; KMS
+/// TLS is the enclave's). `None` when none matches.
 pub fn environment_hint(chain: &str) -> Option<&'static str> {
     let c = chain.to_ascii_lowercase();
     let tls = [
@@ -84,7 +20,8 @@ pub fn environment_hint(chain: &str) -> Option<&'static str> {
     ];
     if tls.iter().any(|w| c.contains(w)) {
         return Some(
-            "TLS to KMS failed: the CA bundle is missing or unreadable on this host (no trusted root certificates). \
+            "TLS from this host failed while fetching credentials: the CA bundle is missing or unreadable (no \
+             trusted root certificates). \
              Fix: install the CA certificates (dnf/yum install ca-certificates, or apt-get install ca-certificates; \
              update-ca-trust / update-ca-certificates), or point SSL_CERT_FILE at a PEM bundle; in a container, \
              copy /etc/ssl/certs into the image",
@@ -105,7 +42,7 @@ pub fn environment_hint(chain: &str) -> Option<&'static str> {
         return Some(
             "no AWS credentials were found (env, profile, or the instance role through IMDSv2). \
              Fix: on EC2 attach the instance profile role and enable IMDSv2 (hop limit 2 in a container); \
-             in dev start the sidecar with --kms-endpoint and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+             in dev start the sidecar with the instance identity's keys (source .dev/credentials/instance.env)",
         );
     }
     None
@@ -113,18 +50,7 @@ pub fn environment_hint(chain: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod hint_tests {
-    use super::{environment_hint, refusal_for};
-    use enclavemesh_proto::Refusal;
-
-    #[test]
-    fn kms_error_types_become_refusals() {
-        assert_eq!(refusal_for("AccessDeniedException"), Refusal::KmsAccessDenied);
-        assert_eq!(refusal_for("DisabledException"), Refusal::KmsKeyUnusable);
-        assert_eq!(refusal_for("InvalidCiphertextException"), Refusal::KmsInvalidCiphertext);
-        assert_eq!(refusal_for("ThrottlingException"), Refusal::KmsUnavailable);
-        assert!(refusal_for("ThrottlingException").retryable() && !refusal_for("DisabledException").retryable());
-        assert_eq!(refusal_for("SomethingNew"), Refusal::KmsBadResponse);
-    }
+    use super::environment_hint;
 
     #[test]
     fn tls_imds_and_credentials_are_told_apart() {

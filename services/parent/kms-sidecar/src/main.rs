@@ -6,8 +6,13 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = enclavemesh_telemetry::init("kms-sidecar");
     let cfg = Config::parse();
     let listener = enclavemesh_transport::bind(&cfg.listen).await?;
-    tracing::info!(listen = %listener.local_addr(), kms_endpoint = ?cfg.kms_endpoint, "kms-sidecar serving \
-        KmsForwarder");
+    tracing::info!(
+        listen = %listener.local_addr(),
+        region = %cfg.region,
+        allow = ?cfg.allow,
+        connect_to = ?cfg.connect_to,
+        "kms-sidecar serving KmsForwarder (tunnel, credentials, agent config)"
+    );
     kms_sidecar::serve(&cfg, listener, enclavemesh_transport::shutdown_signal()).await?;
     tracing::info!("kms-sidecar stopped");
     Ok(())

@@ -36,7 +36,7 @@ pub(super) fn create_alias(
     let id = em.resolve(&store, target)?;
     let key = store.keys[&id].clone();
     audit.key_arn = Some(key.arn.clone());
-    authorize_plain(em, &key, Op::CreateAlias, caller)?;
+    authorize_plain(em, &store, &key, Op::CreateAlias, caller)?;
     if let Some(existing) = store.aliases.get(name) {
         return Err(KmsError::new(
             ErrorKind::AlreadyExists,
@@ -66,7 +66,7 @@ pub(super) fn delete_alias(
     let id = em.resolve(&store, name)?;
     let key = store.keys[&id].clone();
     audit.key_arn = Some(key.arn.clone());
-    authorize_plain(em, &key, Op::DeleteAlias, caller)?;
+    authorize_plain(em, &store, &key, Op::DeleteAlias, caller)?;
     let removed = store.aliases.remove(name);
     commit(em, &mut store, |s| {
         if let Some(a) = removed {
@@ -76,7 +76,8 @@ pub(super) fn delete_alias(
     Ok(json!({}))
 }
 
-pub(super) fn list_aliases(em: &Emulator, req: &Value) -> Result<Value, KmsError> {
+pub(super) fn list_aliases(em: &Emulator, caller: &Caller, req: &Value) -> Result<Value, KmsError> {
+    em.authorize_unscoped(Op::ListAliases, caller)?;
     let store = lock(em)?;
     let filter = match opt_str(req, "KeyId")? {
         Some(k) => Some(em.resolve(&store, k)?),

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Op, authorize_plain, base_context, commit, lock};
+use super::{Op, base_context, commit, lock};
 use crate::audit::AuditRecord;
 use crate::emulator::{Caller, Emulator};
 use crate::error::KmsError;
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, Policy, RequestContext};
 use crate::request::{opt_bool, opt_str, req_str};
 
 pub(super) fn policy_name(req: &Value) -> Result<(), KmsError> {
@@ -21,20 +21,35 @@ pub(super) fn policy_name(req: &Value) -> Result<(), KmsError> {
     }
 }
 
-/// Real KMS refuses a policy that would stop the caller from changing it again.
-pub(super) fn lockout_check(em: &Emulator, policy: &Policy, req: &Value) -> Result<(), KmsError> {
+/// Real KMS refuses a policy that would stop the caller from changing it again, unless
+/// the caller says, with `BypassPolicyLockoutSafetyCheck`, that this is the point (a
+/// locked policy: `setup-kms-policy.sh --lock`).
+pub(super) fn lockout_check(em: &Emulator, caller: &Caller, policy: &Policy, req: &Value) -> Result<(), KmsError> {
     if opt_bool(req, "BypassPolicyLockoutSafetyCheck")? {
         return Ok(());
     }
     let probe = format!("arn:aws:kms:{}:{}:key/*", em.cfg.region, em.cfg.account_id);
-    match policy.evaluate(&Op::PutKeyPolicy.action(), &probe, &base_context(em, &BTreeMap::new())) {
-        Decision::Allow => Ok(()),
-        _ => Err(KmsError::malformed_policy(
+    match policy.evaluate(
+        &caller.principal(),
+        &Op::PutKeyPolicy.action(),
+        &probe,
+        &base_context(caller, &BTreeMap::new()),
+    ) {
+        Decision::Allow(_) => Ok(()),
+        _ => Err(KmsError::malformed_policy(format!(
             "The new key policy will not allow you to update the key policy in the future (no statement allows \
-                kms:PutKeyPolicy for the caller). Add kms:PutKeyPolicy (or kms:Put* / kms:*) to an admin statement, \
-                or pass BypassPolicyLockoutSafetyCheck=true",
-        )),
+             kms:PutKeyPolicy for {}). Add kms:PutKeyPolicy to a statement naming the admin role, or pass \
+             BypassPolicyLockoutSafetyCheck=true to lock the policy on purpose",
+            caller.principal_arn
+        ))),
     }
+}
+
+/// The request's own condition keys for PutKeyPolicy / CreateKey.
+pub(super) fn policy_change_context(caller: &Caller, req: &Value) -> Result<RequestContext, KmsError> {
+    let mut ctx = base_context(caller, &BTreeMap::new());
+    ctx.insert("kms:BypassPolicyLockoutSafetyCheck", opt_bool(req, "BypassPolicyLockoutSafetyCheck")?.to_string());
+    Ok(ctx)
 }
 
 pub(super) fn put_key_policy(
@@ -50,8 +65,8 @@ pub(super) fn put_key_policy(
     let id = em.resolve(&store, req_str(req, "KeyId")?)?;
     let before = store.keys[&id].clone();
     audit.key_arn = Some(before.arn.clone());
-    authorize_plain(em, &before, Op::PutKeyPolicy, caller)?;
-    lockout_check(em, &parsed, req)?;
+    em.authorize(&store, &before, Op::PutKeyPolicy.name(), caller, &policy_change_context(caller, req)?, None)?;
+    lockout_check(em, caller, &parsed, req)?;
     let mut after = before.clone();
     after.policy = text.to_string();
     store.keys.insert(id.clone(), after);

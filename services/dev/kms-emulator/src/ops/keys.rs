@@ -36,7 +36,13 @@ pub(super) fn metadata(em: &Emulator, k: &Key) -> Value {
     m
 }
 
-pub(super) fn create_key(em: &Emulator, req: &Value, audit: &mut AuditRecord) -> Result<Value, KmsError> {
+pub(super) fn create_key(
+    em: &Emulator,
+    caller: &Caller,
+    req: &Value,
+    audit: &mut AuditRecord,
+) -> Result<Value, KmsError> {
+    em.authorize_unscoped(Op::CreateKey, caller)?;
     for field in ["KeySpec", "CustomerMasterKeySpec"] {
         if let Some(s) = opt_str(req, field)?
             && s != "SYMMETRIC_DEFAULT"
@@ -63,7 +69,7 @@ pub(super) fn create_key(em: &Emulator, req: &Value, audit: &mut AuditRecord) ->
     }
     let policy = match opt_str(req, "Policy")? {
         Some(p) => {
-            key_policy::lockout_check(em, &Policy::parse(p)?, req)?;
+            key_policy::lockout_check(em, caller, &Policy::parse(p)?, req)?;
             p.to_string()
         }
         None => default_policy(&em.cfg.account_id),
@@ -109,7 +115,8 @@ pub(super) fn create_key(em: &Emulator, req: &Value, audit: &mut AuditRecord) ->
     Ok(out)
 }
 
-pub(super) fn list_keys(em: &Emulator) -> Result<Value, KmsError> {
+pub(super) fn list_keys(em: &Emulator, caller: &Caller) -> Result<Value, KmsError> {
+    em.authorize_unscoped(Op::ListKeys, caller)?;
     let store = lock(em)?;
     let keys: Vec<Value> = store.keys.values().map(|k| json!({ "KeyId": k.key_id, "KeyArn": k.arn })).collect();
     Ok(json!({ "Keys": keys, "Truncated": false }))
@@ -126,7 +133,7 @@ pub(super) fn change_state(
     let id = em.resolve(&store, req_str(req, "KeyId")?)?;
     let before = store.keys[&id].clone();
     audit.key_arn = Some(before.arn.clone());
-    authorize_plain(em, &before, op, caller)?;
+    authorize_plain(em, &store, &before, op, caller)?;
     let mut after = before.clone();
     let mut out = json!({});
     match op {

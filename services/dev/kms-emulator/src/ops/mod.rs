@@ -4,6 +4,8 @@
 
 mod aliases;
 mod crypto;
+mod data_keys;
+mod grants;
 mod key_policy;
 mod keys;
 
@@ -19,7 +21,7 @@ use crate::policy::RequestContext;
 use crate::request::req_str;
 use crate::state::{Key, Store};
 
-/// Runs `op`.
+/// Runs `op` for `caller`.
 pub fn dispatch(
     em: &Emulator,
     op: Op,
@@ -28,22 +30,29 @@ pub fn dispatch(
     audit: &mut AuditRecord,
 ) -> Result<Value, KmsError> {
     match op {
-        Op::CreateKey => keys::create_key(em, req, audit),
+        Op::CreateKey => keys::create_key(em, caller, req, audit),
         Op::DescribeKey => {
             with_key(em, op, caller, req, audit, |em, k| Ok(json!({ "KeyMetadata": keys::metadata(em, k) })))
         }
-        Op::ListKeys => keys::list_keys(em),
+        Op::ListKeys => keys::list_keys(em, caller),
         Op::EnableKey | Op::DisableKey | Op::ScheduleKeyDeletion | Op::CancelKeyDeletion => {
             keys::change_state(em, op, caller, req, audit)
         }
         Op::CreateAlias => aliases::create_alias(em, caller, req, audit),
         Op::DeleteAlias => aliases::delete_alias(em, caller, req, audit),
-        Op::ListAliases => aliases::list_aliases(em, req),
+        Op::ListAliases => aliases::list_aliases(em, caller, req),
         Op::Encrypt => crypto::encrypt(em, caller, req, audit),
         Op::Decrypt => crypto::decrypt(em, caller, req, audit),
-        Op::GenerateDataKey => crypto::generate_data_key(em, caller, req, audit, true),
-        Op::GenerateDataKeyWithoutPlaintext => crypto::generate_data_key(em, caller, req, audit, false),
-        Op::GenerateRandom => crypto::generate_random(em, req, audit),
+        Op::ReEncrypt => crypto::re_encrypt(em, caller, req, audit),
+        Op::DeriveSharedSecret => crypto::derive_shared_secret(em, caller, req, audit),
+        Op::GenerateDataKey => data_keys::generate_data_key(em, caller, req, audit, true),
+        Op::GenerateDataKeyWithoutPlaintext => data_keys::generate_data_key(em, caller, req, audit, false),
+        Op::GenerateDataKeyPair => data_keys::generate_data_key_pair(em, caller, req, audit, true),
+        Op::GenerateDataKeyPairWithoutPlaintext => data_keys::generate_data_key_pair(em, caller, req, audit, false),
+        Op::GenerateRandom => data_keys::generate_random(em, caller, req, audit),
+        Op::CreateGrant => grants::create_grant(em, caller, req, audit),
+        Op::ListGrants => grants::list_grants(em, caller, req, audit),
+        Op::RevokeGrant => grants::revoke_grant(em, caller, req, audit),
         Op::PutKeyPolicy => key_policy::put_key_policy(em, caller, req, audit),
         Op::GetKeyPolicy => with_key(em, op, caller, req, audit, |_, k| {
             key_policy::policy_name(req)?;
@@ -64,19 +73,24 @@ fn now_secs() -> f64 {
     (d.as_millis() as f64 / 1000.0).floor()
 }
 
-fn base_context(em: &Emulator, ctx_map: &BTreeMap<String, String>) -> RequestContext {
+/// The condition keys every request carries: who calls (`aws:PrincipalArn`,
+/// `kms:CallerAccount`) and its encryption context (`kms:EncryptionContext:<k>`,
+/// `kms:EncryptionContextKeys`).
+fn base_context(caller: &Caller, ctx_map: &BTreeMap<String, String>) -> RequestContext {
     let mut ctx = RequestContext::default();
-    ctx.insert("kms:CallerAccount", em.cfg.account_id.clone());
+    ctx.insert("aws:PrincipalArn", caller.principal().iam_arn());
+    ctx.insert("kms:CallerAccount", caller.account.clone());
     for (k, v) in ctx_map {
         ctx.insert(&format!("kms:EncryptionContext:{k}"), v.clone());
     }
+    ctx.insert_all("kms:EncryptionContextKeys", ctx_map.keys().cloned().collect());
     ctx
 }
 
 /// Authorizes `op` on `key` for `caller` with no request-specific condition keys
 /// (the management operations).
-fn authorize_plain(em: &Emulator, key: &Key, op: Op, caller: &Caller) -> Result<(), KmsError> {
-    em.authorize(key, op, caller, &base_context(em, &BTreeMap::new()), None)
+fn authorize_plain(em: &Emulator, store: &Store, key: &Key, op: Op, caller: &Caller) -> Result<(), KmsError> {
+    em.authorize(store, key, op.name(), caller, &base_context(caller, &BTreeMap::new()), None)
 }
 
 /// The common shape: resolve KeyId, record it, authorize `op`, run `f`.
@@ -92,7 +106,7 @@ fn with_key(
     let id = em.resolve(&store, req_str(req, "KeyId")?)?;
     let key = &store.keys[&id];
     audit.key_arn = Some(key.arn.clone());
-    authorize_plain(em, key, op, caller)?;
+    authorize_plain(em, &store, key, op, caller)?;
     f(em, key)
 }
 
