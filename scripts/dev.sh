@@ -180,8 +180,11 @@ cmd_up() {
         --agent-a "unix://$RUN_DIR/agent-a.sock" --agent-b "unix://$RUN_DIR/agent-b.sock"
 
     em_info "mesh is up; running one SecureStateLoop with $steps B-steps"
+    # As the data owner: the input is sealed here, the final balance opened here.
+    em_dev_owner_env "$BIN/enclavemesh"
     "$BIN/enclavemesh" trigger --temporal-address "$TEMPORAL_ADDRESS" --steps "$steps" \
-        --initial-balance 100000 --rate-bps 500 --ui-url "$TEMPORAL_UI_URL"
+        --initial-balance 100000 --rate-bps 500 --ui-url "$TEMPORAL_UI_URL" \
+        --reveal-agent "tcp://127.0.0.1:$BRIDGE_B_PORT"
     cat <<EOT
 
 Mesh running. Try:

@@ -43,4 +43,6 @@ for name in agent-a agent-b worker kms-sidecar; do
     pid_args+=(--agent-pid "$name=$pid")
 done
 
+# Each run's input is sealed as the dev mesh's data owner.
+em_dev_owner_env "$BIN/enclavemesh"
 exec "$BIN/enclavemesh" "${json[@]}" load "${pid_args[@]}" "${args[@]}"

@@ -15,7 +15,16 @@ Usage: scripts/trigger.sh [enclavemesh trigger options]     start a workflow and
 Trigger (all options pass through to 'enclavemesh trigger'):
   scripts/trigger.sh --steps 5
   scripts/trigger.sh --steps 3 --rate-bps 100 --initial-balance 50000 --json
+  scripts/trigger.sh --steps 2 --note "for the owner's eyes only"
   (--temporal-address, --task-queue, --no-wait, ...: see 'enclavemesh trigger --help')
+The trigger is the data owner's client: it seals the input on this machine (KMS
+Encrypt under the input key, as the owner) and, when the run completes, prints
+the final balance it opened with the owner's key. Defaults for the dev mesh:
+owner credentials .dev/credentials/owner.env, the input key setup-kms.sh made,
+the emulator on https://localhost:4599 under the dev CA, the owner key
+.dev/owner.key (made on first use), the balance revealed through bridge-b
+(tcp://127.0.0.1:5006). Set ENCLAVEMESH_OWNER_KEY, ENCLAVEMESH_INPUT_KEY,
+ENCLAVEMESH_KMS_ENDPOINT, ENCLAVEMESH_REVEAL_AGENT and AWS_* to use others.
 
 Verify ('enclavemesh verify'): fetch an attestation document from the agent
 (AgentService.Attest through the vsock-bridge, fresh random nonce), verify
@@ -80,4 +89,7 @@ if [[ $verify -eq 1 ]]; then
     export ENCLAVEMESH_DEV_DIR="${ENCLAVEMESH_DEV_DIR:-$(em_dev_dir)}"
     exec "$bin" verify "${args[@]}"
 fi
+# The dev mesh's data owner unless the caller configured one (see em_dev_owner_env).
+em_dev_owner_env "$bin"
+export ENCLAVEMESH_REVEAL_AGENT="${ENCLAVEMESH_REVEAL_AGENT:-tcp://127.0.0.1:${BRIDGE_B_PORT:-5006}}"
 exec "$bin" trigger "${args[@]}"

@@ -6,8 +6,8 @@
 
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, wait_for};
+use enclavemesh_proto::v1::DescribeRequest;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{DescribeRequest, InitRequest};
 use std::time::Duration;
 
 fn env(roles: &str, tsk: &std::path::Path) -> Vec<(String, String)> {
@@ -45,16 +45,7 @@ async fn agent_takes_role_and_tsk_from_the_sidecar() {
     assert_eq!(d.agent, "agent-from-sidecar");
     assert_eq!(d.key_versions, [1], "the TSK released from the sidecar's file");
     // ledger-init logic (from the sidecar), not interest (from the flag): Init works.
-    let init = client
-        .init(InitRequest {
-            workflow_id: "wf-cfg".into(),
-            initial_balance: 10,
-            rate_bps: 100,
-            kms_encrypted_note: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let init = client.init(mesh.init_request("wf-cfg", 10, 100, "").await).await.unwrap().into_inner();
     assert_eq!(init.state.unwrap().agent, "agent-from-sidecar");
     assert!(agent.logs().contains("agent configuration from the kms-sidecar"), "{}", agent.logs());
 }

@@ -66,17 +66,12 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     );
 
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
-    let note = mesh.seal_note(marker.as_bytes()).await;
     let balance: i64 = 7_316_492_851;
 
     // Init on A, three Process steps on B, one tampered Process (refused), one Reveal.
     let wf = "wf-audit";
-    let init = client(&sock_a)
-        .await
-        .init(InitRequest { workflow_id: wf.into(), initial_balance: balance, rate_bps: 300, kms_encrypted_note: note })
-        .await
-        .unwrap()
-        .into_inner();
+    let init =
+        client(&sock_a).await.init(mesh.init_request(wf, balance, 300, &marker).await).await.unwrap().into_inner();
     let init_digest = hex::encode(&init.summary.as_ref().unwrap().envelope_sha256);
     let mut env = init.state.unwrap();
     let mut b = client(&sock_b).await;
@@ -100,12 +95,12 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
             workflow_id: wf.into(),
             expected_step: 3,
             state: Some(env),
-            field: "secret_note".into(),
+            field: RevealField::SecretNote as i32,
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(revealed.value, marker, "positive control: the marker is in the state");
+    assert_eq!(mesh.open_reveal(wf, 3, &revealed), marker, "positive control: the marker is in the state");
 
     // Fetch both agents' trails through the RPC, as the parent would.
     let dir = mesh.logs_dir();
@@ -154,7 +149,7 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     }
     assert_eq!(rb[4]["outcome"], "error");
     assert_eq!(rb[4]["error"], "envelope_tampered");
-    assert_eq!(rb[5]["detail"], "field=secret_note");
+    assert_eq!(rb[5]["detail"], "field=REVEAL_FIELD_SECRET_NOTE");
 
     // No plaintext: neither the note, nor the balance, nor the TSK.
     for log in [log_a, log_b] {
@@ -223,14 +218,7 @@ async fn bounded_trail_evicts_the_oldest_and_fetch_and_verify_say_so() {
     let (_a, sock_a) = start_agent_with(&mesh, "agent-a", "ledger-init", &pcr0, &["--audit-max-records", "2"]);
     let mut a = client(&sock_a).await;
     for i in 0..4 {
-        a.init(InitRequest {
-            workflow_id: format!("wf-evict-{i}"),
-            initial_balance: 1,
-            rate_bps: 1,
-            kms_encrypted_note: vec![],
-        })
-        .await
-        .unwrap();
+        a.init(mesh.init_request(&format!("wf-evict-{i}"), 1, 1, "").await).await.unwrap();
     }
     // Records 0 (bootstrap), 1..=4 (Init): the agent keeps record 0 and the newest 2.
     let (code, out) = cli(&["audit", "fetch", "--agent", &unix(&sock_a)]);
@@ -247,4 +235,63 @@ async fn bounded_trail_evicts_the_oldest_and_fetch_and_verify_say_so() {
     let (code, v) = verify(&file, &[]);
     assert_eq!(code, 2, "{v}");
     assert_eq!(v["seq"], 1, "{v}");
+}
+
+/// The host's forgery: a trail of its own, signed with its own P-384 key and bound
+/// through the agent's `Attest`, so that a genuine document "vouches" for it. Attest
+/// puts a caller's bytes into the document only under the caller's domain, so the
+/// document cannot bind an audit key, and `audit verify` names record 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trail_whose_key_was_bound_through_attest_is_rejected_naming_record_0() {
+    use enclavemesh_audit::{AuditTrail, Entry, Event, HeadLine};
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+    let root = mesh.dev_dir().join("dev-ca/root.der").display().to_string();
+    let dir = mesh.logs_dir();
+    let strict = ["--attestation-root", root.as_str(), "--expect-pcr0", pcr0.as_str()];
+
+    // Positive control: the agent's own trail verifies with the same checks.
+    let (code, out) = cli(&["audit", "fetch", "--agent", &unix(&sock_b)]);
+    assert_eq!(code, 0, "{out}");
+    let genuine = dir.join("genuine.jsonl");
+    std::fs::write(&genuine, &out).unwrap();
+    let (code, v) = verify(&genuine, &strict);
+    assert_eq!(code, 0, "{v}");
+
+    // The forged trail binds the host's key the way the agent binds its own (the
+    // audit-key binding) or as raw key bytes: neither is what the document carries.
+    let sock = sock_b.clone();
+    let forged = |bind_raw: bool| {
+        let sock = sock.clone();
+        async move {
+            let trail = AuditTrail::new("agent-b", None).unwrap();
+            let user_data = if bind_raw {
+                hex::decode(trail.signing_key_hex()).unwrap()
+            } else {
+                trail.signing_key_binding().to_vec()
+            };
+            let doc = client(&sock)
+                .await
+                .attest(AttestRequest { nonce: vec![7; 32], user_data })
+                .await
+                .expect("Attest answers any caller")
+                .into_inner()
+                .attestation_document;
+            trail.bootstrap(&doc, "key_versions=1".into()).unwrap();
+            trail.record(Entry { workflow_id: Some("wf-forged".into()), step: Some(1), ..Entry::new(Event::Process) });
+            let fetched = trail.fetch(0, 100);
+            let mut lines = fetched.records;
+            lines.push(HeadLine { head: fetched.head }.to_line());
+            lines.join("\n") + "\n"
+        }
+    };
+    for (name, raw) in [("forged-binding.jsonl", false), ("forged-raw.jsonl", true)] {
+        let f = dir.join(name);
+        std::fs::write(&f, forged(raw).await).unwrap();
+        let (code, v) = verify(&f, &strict);
+        assert_eq!(code, 2, "{name}: {v}");
+        assert_eq!(v["seq"], 0, "{name}: names record 0: {v}");
+        assert!(v["error"].as_str().unwrap().contains("audit-key domain"), "{name}: {v}");
+    }
 }

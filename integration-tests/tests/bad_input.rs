@@ -392,12 +392,7 @@ async fn slow_loris_connections_do_not_starve_other_clients_and_are_closed() {
     assert_serving(bridge_channel(m.bridge_b), "bridge client during slow-loris").await;
     assert!(t.elapsed() < Duration::from_secs(3), "served in {:?}", t.elapsed());
     let env = AgentServiceClient::new(agent_channel(&m.sock_a))
-        .init(InitRequest {
-            workflow_id: "wf-loris".into(),
-            initial_balance: 100,
-            rate_bps: 1,
-            kms_encrypted_note: vec![],
-        })
+        .init(m.mesh.init_request("wf-loris", 100, 1, "").await)
         .await
         .unwrap()
         .into_inner()
@@ -501,12 +496,7 @@ async fn slow_loris_connections_to_the_kms_sidecar_are_closed_and_do_not_starve_
 async fn envelope_under_another_key_version_or_key_id_is_refused_typed() {
     let m = agent_mesh().await;
     let env = AgentServiceClient::new(agent_channel(&m.sock_a))
-        .init(InitRequest {
-            workflow_id: "wf-kv".into(),
-            initial_balance: 100,
-            rate_bps: 1,
-            kms_encrypted_note: vec![],
-        })
+        .init(m.mesh.init_request("wf-kv", 100, 1, "").await)
         .await
         .unwrap()
         .into_inner()
@@ -535,7 +525,7 @@ async fn envelope_under_another_key_version_or_key_id_is_refused_typed() {
             workflow_id: "wf-kv".into(),
             expected_step: 0,
             state: Some(v99),
-            field: "balance".into(),
+            field: RevealField::Balance as i32,
         })
         .await
         .unwrap_err();

@@ -5,8 +5,7 @@
 //! (An agent killed mid-step is in secure_state_loop.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-use base64::Engine;
-use enclavemesh_harness::loopkit::{AgentBRoute, Loop, unix};
+use enclavemesh_harness::loopkit::{self, AgentBRoute, Loop, unix};
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, free_port, venv_bin, wait_for};
 use enclavemesh_proto::v1::DescribeRequest;
@@ -111,19 +110,21 @@ async fn agent_bootstrap_retries_while_the_kms_emulator_is_down_and_serves_when_
 async fn slow_init_with_a_kms_note_while_the_emulator_is_down_retries_and_completes_when_it_returns() {
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let marker = format!("NOTE-{}", &random_pcr0()[..16]);
-    let note = l.mesh.seal_note(marker.as_bytes()).await;
-    let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
 
-    l.mesh.stop_emulator();
     let wf = "wf-kms-down";
     let steps = 3;
-    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait", "--kms-encrypted-note-b64", &note_b64]);
+    // The owner seals on its own machine while KMS is up; then the enclaves' KMS goes down.
+    let sealed = l.mesh.logs_dir().join("sealed-input.b64");
+    let sealed_b64 = l.mesh.sealed_input_b64(wf, loopkit::INITIAL_BALANCE, loopkit::RATE_BPS, &marker).await;
+    std::fs::write(&sealed, sealed_b64).unwrap();
+    l.mesh.stop_emulator();
+    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait", "--sealed-input", sealed.to_str().unwrap()]);
     assert!(ok, "{all}");
     // InitState fails retryably (kms_unavailable from the sidecar, through the agent)...
     let worker_log = || std::fs::read_to_string(&l.worker.log).unwrap_or_default();
     wait_for("a retried InitState", Duration::from_secs(60), || worker_log().contains("kms_unavailable"));
     let wl = worker_log();
-    assert!(wl.contains("kms_encrypted_note") && wl.contains("cannot reach"), "the reason reaches the worker: {wl}");
+    assert!(wl.contains("owner's input") && wl.contains("cannot reach"), "the reason reaches the worker: {wl}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     // ...and the workflow waits rather than failing.
     assert!(!l.closed(wf), "workflow must not close while KMS is down:\n{}", l.temporal.history_json(wf));

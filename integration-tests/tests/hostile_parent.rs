@@ -183,7 +183,7 @@ async fn no_principal_can_make_a_tsk_it_knows_and_a_planted_input_blob_is_refuse
         let mut gdk = kms.generate_data_key().key_id(tsk_key).key_spec(DataKeySpec::Aes256);
         let mut enc = kms.encrypt().key_id(tsk_key).plaintext(Blob::new([1u8; 32]));
         for (k, v) in tsk_context(9) {
-            gdk = gdk.encryption_context(k, v.clone());
+            gdk = gdk.encryption_context(&k, v.clone());
             enc = enc.encryption_context(k, v);
         }
         assert_eq!(kms_code(gdk.send().await), "AccessDeniedException", "{who}: GenerateDataKey, no Recipient");
@@ -201,7 +201,10 @@ async fn no_principal_can_make_a_tsk_it_knows_and_a_planted_input_blob_is_refuse
 
     // What a parent can get its hands on, an input the owner sealed, planted as v2:
     // KMS will not open it as a TSK of the pinned key, and the agent stops, naming v2.
-    let input = mesh.seal_note(&[3u8; 32]).await;
+    let input = match mesh.sealed_input("wf-any", 1, 1, "").await.sealed {
+        Some(enclavemesh_proto::v1::sealed_input::Sealed::KmsCiphertext(blob)) => blob,
+        other => panic!("a small input is a KMS ciphertext: {other:?}"),
+    };
     let planted = write_tsk_file(&mesh.logs_dir().join("planted.b64"), &[(1, &mesh.tsk.blob), (2, &input)]);
     let (cmd, sock) = mesh.agent_command("agent-planted", "interest", Some(&pcr0));
     let cmd = with_arg(cmd, "--tsk-file", planted.to_str().unwrap());
@@ -268,10 +271,10 @@ async fn the_instance_role_gets_access_denied_for_everything_but_an_attested_rel
     let mut reencrypt =
         kms.re_encrypt().destination_key_id(&mesh.tsk.input_key_arn).ciphertext_blob(Blob::new(mesh.tsk.blob.clone()));
     for (k, v) in tsk_context(1) {
-        decrypt = decrypt.encryption_context(k, v.clone());
+        decrypt = decrypt.encryption_context(&k, v.clone());
         reencrypt = reencrypt.source_encryption_context(k, v);
     }
-    for (k, v) in input_context() {
+    for (k, v) in input_context("wf-any") {
         reencrypt = reencrypt.destination_encryption_context(k, v);
     }
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#;

@@ -37,7 +37,7 @@ async fn slow_load_100_workflows_none_lost() {
         "--agent-pid",
         &pid_b,
     ];
-    let (ok, lines, all) = l.temporal.cli(TASK_QUEUE, &args);
+    let (ok, lines, all) = l.temporal.cli_with_env(TASK_QUEUE, &args, &l.mesh.owner_env());
     let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}"));
     eprintln!("load report: {r}");
     assert_eq!(r["lost"], 0, "nothing lost: {r}");

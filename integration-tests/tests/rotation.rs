@@ -72,12 +72,7 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     // An envelope sealed under v1, kept aside for after the rotation.
     let old = client(&sock_a)
         .await
-        .init(InitRequest {
-            workflow_id: "wf-probe".into(),
-            initial_balance: 1000,
-            rate_bps: 100,
-            ..Default::default()
-        })
+        .init(mesh.init_request("wf-probe", 1000, 100, "").await)
         .await
         .unwrap()
         .into_inner()
@@ -91,12 +86,22 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     let wf = "wf-rotation";
     let steps: u32 = 30;
     let t = temporal.clone();
+    let owner_env = mesh.owner_env();
     let watcher = std::thread::spawn(move || {
         let s = steps.to_string();
-        t.cli(
-            "rot",
-            &["trigger", "--workflow-id", wf, "--steps", &s, "--initial-balance", "100000", "--rate-bps", "500"],
-        )
+        let args = [
+            "trigger",
+            "--workflow-id",
+            wf,
+            "--steps",
+            &s,
+            "--initial-balance",
+            "100000",
+            "--rate-bps",
+            "500",
+            "--no-reveal",
+        ];
+        t.cli_with_env("rot", &args, &owner_env)
     });
 
     // Once Agent B has sealed a step under v1, pause the workflow by stopping B.
@@ -131,8 +136,11 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     assert_eq!(*versions.last().unwrap(), 2, "after the rotation new envelopes use v2: {versions:?}");
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "never back to v1: {versions:?}");
     let sock_b_s = unix(&sock_b);
-    let (ok, lines, all) =
-        temporal.cli("rot", &["reveal", "--agent", &sock_b_s, "--workflow-id", wf, "--field", "balance"]);
+    let (ok, lines, all) = temporal.cli_with_env(
+        "rot",
+        &["reveal", "--agent", &sock_b_s, "--workflow-id", wf, "--field", "balance"],
+        &mesh.owner_env(),
+    );
     assert!(ok, "{all}");
     let value = lines.iter().find(|v| v["event"] == "revealed").map(|v| v["value"].as_str().unwrap().to_string());
     assert_eq!(value, Some(expected_balance(100_000, 500, steps).to_string()));

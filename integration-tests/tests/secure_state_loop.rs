@@ -43,7 +43,7 @@ fn reveal(l: &Loop, wf: &str, field: &str, last_good: bool) -> String {
     if last_good {
         args.push("--last-good");
     }
-    let (ok, lines, all) = l.temporal.cli("it", &args);
+    let (ok, lines, all) = l.temporal.cli_with_env("it", &args, &l.mesh.owner_env());
     assert!(ok, "reveal failed: {all}");
     lines
         .iter()
@@ -54,21 +54,28 @@ fn reveal(l: &Loop, wf: &str, field: &str, last_good: bool) -> String {
 
 fn trigger(l: &Loop, wf: &str, steps: u32, extra: &[&str]) -> (bool, Vec<serde_json::Value>, String) {
     let steps = steps.to_string();
-    let mut args =
-        vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", "100000", "--rate-bps", "500"];
+    let sock = unix(&l.sock_b);
+    let mut args = vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--reveal-agent", &sock];
+    if !extra.contains(&"--sealed-input") {
+        args.extend_from_slice(&["--initial-balance", "100000", "--rate-bps", "500"]);
+    }
     args.extend_from_slice(extra);
-    l.temporal.cli("it", &args)
+    l.temporal.cli_with_env("it", &args, &l.mesh.owner_env())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext() {
     let l = start_loop(None).await;
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
-    let note = l.mesh.seal_note(marker.as_bytes()).await;
-    let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
 
     for (wf, steps) in [("wf-one", 1u32), ("wf-five", 5)] {
-        let (ok, lines, all) = trigger(&l, wf, steps, &["--kms-encrypted-note-b64", &note_b64]);
+        // The owner seals the input (here in-process, as `enclavemesh seal-input` does).
+        let sealed = l.mesh.sealed_input(wf, 100_000, 500, &marker).await;
+        let sealed_bytes = prost::Message::encode_to_vec(&sealed);
+        let sealed_file = l.mesh.dir.path().join(format!("{wf}.sealed"));
+        std::fs::write(&sealed_file, base64::engine::general_purpose::STANDARD.encode(&sealed_bytes)).unwrap();
+        let sealed_arg = sealed_file.display().to_string();
+        let (ok, lines, all) = trigger(&l, wf, steps, &["--sealed-input", &sealed_arg]);
         assert!(ok, "trigger failed: {all}");
         let done = lines.iter().find(|v| v["event"] == "completed").unwrap_or_else(|| panic!("{all}"));
         assert_eq!(done["final_step"], u64::from(steps));
@@ -89,7 +96,7 @@ async fn slow_loop_completes_for_1_and_5_steps_and_history_holds_only_ciphertext
         let text = String::from_utf8_lossy(&history);
         assert!(text.contains("ciphertext_b64"), "history holds the sealed envelopes");
         assert!(
-            contains_secret(&history, &note),
+            contains_secret(&history, &sealed_bytes),
             "positive control: decoded history shows the (encrypted) workflow input"
         );
         for (what, bytes) in [("history", history.as_slice()), ("trigger output", all.as_bytes())] {

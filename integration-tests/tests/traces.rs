@@ -14,10 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use enclavemesh_harness::mesh::{contains_secret, random_pcr0};
-use enclavemesh_harness::temporal::Temporal;
-use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, wait_for};
+use enclavemesh_harness::temporal::{Temporal, expected_balance, history_haystack};
+use enclavemesh_harness::{DevMesh, MeshOptions, Proc, bin_path, recorder, wait_for};
 use enclavemesh_telemetry::testing::{OtlpReceiver, ReceivedSpan};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
@@ -31,8 +30,15 @@ fn env(endpoint: &str) -> Vec<(String, String)> {
 }
 
 /// Starts an agent with its own OTLP endpoint (the relay socket) and waits until it serves.
-fn start_agent(mesh: &DevMesh, name: &str, kind: &str, pcr0: &str, otlp: &str) -> (Proc, std::path::PathBuf) {
-    let (mut cmd, sock) = mesh.agent_command(name, kind, Some(pcr0));
+fn start_agent(
+    mesh: &DevMesh,
+    name: &str,
+    kind: &str,
+    pcr0: &str,
+    otlp: &str,
+    sidecar: &str,
+) -> (Proc, std::path::PathBuf) {
+    let (mut cmd, sock) = mesh.agent_command_via(name, kind, Some(pcr0), sidecar);
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp);
     let mut p = Proc::spawn(name, cmd, mesh.logs_dir());
     wait_for(&format!("{name} socket"), Duration::from_secs(60), || {
@@ -78,18 +84,36 @@ async fn slow_one_trace_per_run_across_worker_agents_and_kms_without_secrets() {
         relay_sock.exists()
     });
 
+    // Every parent-side link the run's data crosses is recorded: the worker's calls to
+    // both agents, and the sidecar's relay to KMS (a second sidecar, behind a recorder,
+    // serves the agents).
+    let (sidecar2, sidecar2_addr, kms_rec) = mesh.start_recorded_sidecar().await;
+
     let relay_endpoint = unix(&relay_sock);
-    let (mut a, sock_a) = start_agent(&mesh, "agent-a", "ledger-init", &pcr0, &relay_endpoint);
-    let (mut b, sock_b) = start_agent(&mesh, "agent-b", "interest", &pcr0, &relay_endpoint);
+    let (mut a, sock_a) = start_agent(&mesh, "agent-a", "ledger-init", &pcr0, &relay_endpoint, &sidecar2_addr);
+    let (mut b, sock_b) = start_agent(&mesh, "agent-b", "interest", &pcr0, &relay_endpoint, &sidecar2_addr);
+    let rec_sock = |n: &str| format!("unix://{}", mesh.logs_dir().join(n).display()).parse().unwrap();
+    let (rec_a_addr, rec_a) = recorder::start(&rec_sock("rec-a.sock"), unix(&sock_a).parse().unwrap()).await;
+    let (rec_b_addr, rec_b) = recorder::start(&rec_sock("rec-b.sock"), unix(&sock_b).parse().unwrap()).await;
     let temporal = Temporal::start(mesh.logs_dir());
-    let mut worker =
-        temporal.start_worker_with_env(mesh.logs_dir(), "traces", &unix(&sock_a), &unix(&sock_b), &env(&endpoint));
+    let mut worker = temporal.start_worker_with_env(
+        mesh.logs_dir(),
+        "traces",
+        &rec_a_addr.to_string(),
+        &rec_b_addr.to_string(),
+        &env(&endpoint),
+    );
 
+    // The data owner's input: a distinctive balance, rate and note. A marker planted on
+    // purpose in the (non-secret) workflow id is the scans' positive control.
     let marker = format!("PLAINTEXT-MARKER-{}", &random_pcr0()[..24]);
-    let note = mesh.seal_note(marker.as_bytes()).await;
-    let note_b64 = base64::engine::general_purpose::STANDARD.encode(&note);
-
-    let wf = "wf-traced";
+    let planted = format!("PLANTED{}", &random_pcr0()[..20]);
+    let wf = format!("wf-traced-{planted}");
+    let wf = wf.as_str();
+    let (balance, rate) = (7_391_046_215_i64, 487_u32);
+    let mut cli_env = env(&endpoint);
+    cli_env.extend(mesh.owner_env());
+    let (balance_s, rate_s, sock_b_s) = (balance.to_string(), rate.to_string(), unix(&sock_b));
     let args = [
         "trigger",
         "--workflow-id",
@@ -97,18 +121,23 @@ async fn slow_one_trace_per_run_across_worker_agents_and_kms_without_secrets() {
         "--steps",
         "2",
         "--initial-balance",
-        "100000",
+        &balance_s,
         "--rate-bps",
-        "500",
-        "--kms-encrypted-note-b64",
-        &note_b64,
+        &rate_s,
+        "--note",
+        &marker,
+        "--reveal-agent",
+        &sock_b_s,
     ];
-    let (ok, lines, cli_out) = tokio::task::block_in_place(|| temporal.cli_with_env("traces", &args, &env(&endpoint)));
+    let (ok, lines, cli_out) = tokio::task::block_in_place(|| temporal.cli_with_env("traces", &args, &cli_env));
     assert!(ok, "trigger failed: {cli_out}");
     assert!(lines.iter().any(|v| v["event"] == "completed"), "{cli_out}");
+    // The trigger opened the final balance on the client, with the owner key.
+    let revealed = lines.iter().find(|v| v["event"] == "revealed").unwrap_or_else(|| panic!("{cli_out}"));
+    assert_eq!(revealed["value"], expected_balance(balance, rate, 2).to_string(), "{cli_out}");
 
     // Wait for the whole trace: the trigger span (exported when the CLI exits), the
-    // Decrypt of the note reaching the emulator, and the last Process on agent B.
+    // Decrypt of the input reaching the emulator, and the last Process on agent B.
     let trigger_of = |spans: &[ReceivedSpan]| -> Option<String> {
         spans
             .iter()
@@ -189,7 +218,7 @@ async fn slow_one_trace_per_run_across_worker_agents_and_kms_without_secrets() {
         }
     }
 
-    // agent A's KMS client span → emulator server span (the note's Decrypt). The
+    // agent A's KMS client span → emulator server span (the input's Decrypt). The
     // traceparent rides inside the enclave's TLS: the sidecar in between carries bytes
     // it cannot read, so it has no span in this request's path.
     let emulator_spans = of("kms-emulator", SpanKind::Server);
@@ -235,7 +264,7 @@ async fn slow_one_trace_per_run_across_worker_agents_and_kms_without_secrets() {
     worker.terminate();
     a.terminate();
     b.terminate();
-    if let Some(s) = mesh.sidecar.as_ref() {
+    for s in mesh.sidecar.iter().chain(std::iter::once(&sidecar2)) {
         let _ = std::process::Command::new("kill").arg("-TERM").arg(s.pid().to_string()).status();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -259,14 +288,57 @@ async fn slow_one_trace_per_run_across_worker_agents_and_kms_without_secrets() {
     for req in receiver.metric_requests() {
         exported.extend(req.encode_to_vec());
     }
-    assert!(exported.windows(wf.len()).any(|w| w == wf.as_bytes()), "positive control: the workflow id is exported");
-    assert!(!contains_secret(&exported, marker.as_bytes()), "plaintext marker in exported telemetry");
-    assert!(!contains_secret(&exported, &mesh.tsk.plaintext), "TSK in exported telemetry");
     let logs = mesh.all_logs();
-    for (what, bytes) in [("process logs", logs.as_bytes()), ("trigger output", cli_out.as_bytes())] {
-        assert!(!contains_secret(bytes, marker.as_bytes()), "marker found in {what}");
-        assert!(!contains_secret(bytes, &mesh.tsk.plaintext), "TSK found in {what}");
+    let history = history_haystack(&temporal.history_json(wf));
+    let mut database = Vec::new();
+    for entry in std::fs::read_dir(&temporal.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("temporal.db")) {
+            database.extend(std::fs::read(&path).unwrap());
+        }
     }
+    let worker_agent = [rec_a.bytes(), rec_b.bytes()].concat();
+    let kms_traffic = kms_rec.bytes();
+    let audit = std::fs::read(mesh.audit_log()).unwrap();
+
+    // What the data owner put in, and every state it leads to.
+    let mut secrets: Vec<(String, Vec<u8>)> = vec![("the note".into(), marker.clone().into_bytes())];
+    for step in 0..=2 {
+        let b = expected_balance(balance, rate, step).to_string();
+        secrets.push((format!("the balance after step {step} ({b})"), b.into_bytes()));
+    }
+    for form in [
+        format!("rate_bps\":{rate}"),
+        format!("rateBps\":{rate}"),
+        format!("rate_bps={rate}"),
+        format!("rate_bps: {rate}"),
+    ] {
+        secrets.push((format!("the rate ({form})"), form.into_bytes()));
+    }
+    secrets.push(("the TSK".into(), mesh.tsk.plaintext.to_vec()));
+    let places: [(&str, &[u8], bool); 7] = [
+        ("decoded history", &history, true),
+        ("the Temporal database file", &database, true),
+        ("process logs", logs.as_bytes(), true),
+        ("exported spans and metrics", &exported, true),
+        ("worker<->agent traffic", &worker_agent, true),
+        ("sidecar<->KMS traffic", &kms_traffic, false),
+        ("the KMS audit log", &audit, false),
+    ];
+    for (place, bytes, holds_workflow_id) in places {
+        assert!(bytes.len() > 1000, "{place} was recorded ({} bytes)", bytes.len());
+        // Positive control: the scan finds what was planted where it is expected.
+        if holds_workflow_id {
+            assert!(contains_secret(bytes, planted.as_bytes()), "positive control: the planted marker is in {place}");
+        }
+        for (what, secret) in &secrets {
+            assert!(!contains_secret(bytes, secret), "{what} found in {place}");
+        }
+    }
+    // The KMS link is TLS the enclave ends: only the server name is readable there.
+    assert!(contains_secret(&kms_traffic, b"kms.us-east-1.amazonaws.com"), "positive control: the SNI is readable");
+    assert!(!contains_secret(&kms_traffic, planted.as_bytes()), "the encryption context crossed the parent in clear");
+    assert!(!contains_secret(cli_out.as_bytes(), marker.as_bytes()), "the note in the trigger's output");
     // Exporting worked everywhere: no exporter errors in any log.
     let errors = exporter_errors(&logs);
     assert!(errors.is_empty(), "exporter errors:\n{}", errors.join("\n"));
@@ -298,9 +370,10 @@ async fn slow_without_otlp_every_program_runs_and_logs_no_exporter_error() {
     let _worker = temporal.start_worker_with_env(mesh.logs_dir(), "untraced", &unix(&sock_a), &unix(&sock_b), &off);
     let mut with_logs = off.clone();
     with_logs.push(("RUST_LOG".into(), "info".into()));
-    let (ok, lines, out) = tokio::task::block_in_place(|| {
-        temporal.cli_with_env("untraced", &["trigger", "--workflow-id", "wf-untraced", "--steps", "1"], &with_logs)
-    });
+    with_logs.extend(mesh.owner_env());
+    let sock_b_s = unix(&sock_b);
+    let args = ["trigger", "--workflow-id", "wf-untraced", "--steps", "1", "--reveal-agent", &sock_b_s];
+    let (ok, lines, out) = tokio::task::block_in_place(|| temporal.cli_with_env("untraced", &args, &with_logs));
     assert!(ok, "trigger failed: {out}");
     assert!(lines.iter().any(|v| v["event"] == "completed"), "{out}");
     // Give the batch processors' would-be export interval (5 s) a chance to misbehave.

@@ -1,6 +1,7 @@
 //! The trusted side end to end: emulator -> sidecar -> agents -> bridge, real processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
+use base64::Engine;
 use enclavemesh_harness::mesh::{contains_rsa_private_key, contains_secret, random_pcr0};
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, recorder, venv_bin};
 use enclavemesh_proto::Refusal;
@@ -19,13 +20,8 @@ fn client(sock: &Path) -> AgentServiceClient<Channel> {
         .max_decoding_message_size(64 * 1024 * 1024)
 }
 
-async fn init(c: &mut AgentServiceClient<Channel>, wf: &str) -> SealedEnvelope {
-    c.init(InitRequest { workflow_id: wf.into(), initial_balance: 100_000, rate_bps: 500, kms_encrypted_note: vec![] })
-        .await
-        .unwrap()
-        .into_inner()
-        .state
-        .unwrap()
+async fn init(mesh: &DevMesh, c: &mut AgentServiceClient<Channel>, wf: &str) -> SealedEnvelope {
+    c.init(mesh.init_request(wf, 100_000, 500, "").await).await.unwrap().into_inner().state.unwrap()
 }
 
 fn grpcurl(port: u16, args: &[&str]) -> (bool, String) {
@@ -61,14 +57,12 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
     let (ok, health) = grpcurl(port_b, &["grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");
 
-    let (ok, init_out) = grpcurl(
-        port_a,
-        &[
-            "-d",
-            r#"{"workflow_id":"wf-grpcurl","initial_balance":"100000","rate_bps":500}"#,
-            "enclavemesh.v1.AgentService/Init",
-        ],
-    );
+    // Init takes the data owner's sealed input (KMS ciphertext, as JSON bytes: base64).
+    let sealed = mesh.sealed_input("wf-grpcurl", 100_000, 500, "a note").await;
+    let Some(sealed_input::Sealed::KmsCiphertext(blob)) = sealed.sealed else { panic!("a small input is one Encrypt") };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&blob);
+    let req = serde_json::json!({"workflow_id": "wf-grpcurl", "input": {"kms_ciphertext": b64}}).to_string();
+    let (ok, init_out) = grpcurl(port_a, &["-d", &req, "enclavemesh.v1.AgentService/Init"]);
     assert!(ok, "Init failed: {init_out}");
     let init: serde_json::Value = serde_json::from_str(&init_out).expect("Init JSON");
     let state = init["state"].clone();
@@ -82,14 +76,33 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
     assert_eq!(processed["summary"]["step"], "1");
     assert_eq!(processed["state"]["agent"], "agent-b");
 
-    // The explicit plaintext exit: the balance after one 5% step.
+    // Reveal through the bridge: anyone who reaches it gets the balance sealed to the
+    // owner key bound in the state, never the value.
     let req = serde_json::json!({
-        "workflow_id": "wf-grpcurl", "expected_step": "1", "state": processed["state"], "field": "balance"
+        "workflow_id": "wf-grpcurl", "expected_step": "1", "state": processed["state"], "field": "REVEAL_FIELD_BALANCE"
     })
     .to_string();
     let (ok, reveal) = grpcurl(port_b, &["-d", &req, "enclavemesh.v1.AgentService/Reveal"]);
     assert!(ok, "Reveal failed: {reveal}");
-    assert!(reveal.contains("\"105000\""), "{reveal}");
+    assert!(!reveal.contains("105000"), "Reveal answered in clear: {reveal}");
+    let reveal: serde_json::Value = serde_json::from_str(&reveal).expect("Reveal JSON");
+    assert_eq!(reveal["field"], "REVEAL_FIELD_BALANCE");
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+    let result = SealedResult {
+        encapsulated_key: b64(&reveal["result"]["encapsulatedKey"]),
+        ciphertext: b64(&reveal["result"]["ciphertext"]),
+    };
+    assert!(!contains_secret(&result.ciphertext, b"105000"));
+    // The owner's key opens it, on the client; another key, or another binding, does not.
+    let open = |key: &enclavemesh_owner::OwnerKey, wf: &str, step: u64, field: RevealField| {
+        enclavemesh_owner::open_result(key, wf, step, field, &result).map(|v| v.to_string())
+    };
+    assert_eq!(open(&mesh.owner_key, "wf-grpcurl", 1, RevealField::Balance).unwrap(), "105000");
+    let stranger = enclavemesh_owner::OwnerKey::generate();
+    assert!(open(&stranger, "wf-grpcurl", 1, RevealField::Balance).is_err(), "a different key opens the result");
+    assert!(open(&mesh.owner_key, "wf-other", 1, RevealField::Balance).is_err(), "bound to the workflow");
+    assert!(open(&mesh.owner_key, "wf-grpcurl", 0, RevealField::Balance).is_err(), "bound to the step");
+    assert!(open(&mesh.owner_key, "wf-grpcurl", 1, RevealField::RateBps).is_err(), "bound to the field");
 
     // A refusal shows its kind, decoded from the status details through reflection.
     let req = serde_json::json!({"workflow_id": "wf-grpcurl", "expected_step": "7", "state": state}).to_string();
@@ -135,7 +148,7 @@ async fn bad_envelopes_get_distinct_typed_errors_and_the_agent_stays_up() {
     let (mut b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
     let mut a = client(&sock_a);
     let mut bc = client(&sock_b);
-    let good = init(&mut a, "wf-bad").await;
+    let good = init(&mesh, &mut a, "wf-bad").await;
 
     let call = |env: SealedEnvelope, wf: &str, step: u64| {
         let mut bc = bc.clone();
@@ -186,31 +199,13 @@ async fn bad_envelopes_get_distinct_typed_errors_and_the_agent_stays_up() {
     assert!(e.message().contains("workflow_id is required"), "{e:?}");
 
     // Wrong role and bad input are told apart from envelope trouble.
-    let e = bc
-        .clone()
-        .init(InitRequest {
-            workflow_id: "wf-role".into(),
-            initial_balance: 1,
-            rate_bps: 1,
-            kms_encrypted_note: vec![],
-        })
-        .await
-        .unwrap_err();
+    let e = bc.clone().init(mesh.init_request("wf-role", 1, 1, "").await).await.unwrap_err();
     assert_refused(&e, Refusal::WrongRole);
-    let e = a
-        .init(InitRequest {
-            workflow_id: "wf-neg".into(),
-            initial_balance: -5,
-            rate_bps: 1,
-            kms_encrypted_note: vec![],
-        })
-        .await
-        .unwrap_err();
+    let e = a.init(mesh.init_request("wf-neg", -5, 1, "").await).await.unwrap_err();
     assert_refused(&e, Refusal::InvalidInput);
-    let e = a
-        .init(InitRequest { workflow_id: String::new(), initial_balance: 1, rate_bps: 1, kms_encrypted_note: vec![] })
-        .await
-        .unwrap_err();
+    let mut no_id = mesh.init_request("wf-x", 1, 1, "").await;
+    no_id.workflow_id = String::new();
+    let e = a.init(no_id).await.unwrap_err();
     assert_refused(&e, Refusal::InvalidRequest);
 
     // Still serving, and the good envelope still processes.
@@ -226,20 +221,10 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
 
     // sidecar2 talks to the emulator through a recorder; the agent talks to sidecar2 through another.
-    let (kms_rec_addr, kms_rec) = recorder::start(
-        &"tcp://127.0.0.1:0".parse().unwrap(),
-        format!("tcp://127.0.0.1:{}", mesh.kms_port()).parse().unwrap(),
-    )
-    .await;
-    let sidecar2_sock = mesh.logs_dir().join("sidecar2.sock");
-    let via_recorder =
-        format!("kms.us-east-1.amazonaws.com:443={}", kms_rec_addr.to_string().trim_start_matches("tcp://"));
-    let cmd = mesh.sidecar_command(&format!("unix://{}", sidecar2_sock.display()), &via_recorder);
-    let _sidecar2 = Proc::spawn("kms-sidecar2", cmd, mesh.logs_dir());
-    enclavemesh_harness::wait_for_path(&sidecar2_sock, Duration::from_secs(20));
+    let (_sidecar2, sidecar2_addr, kms_rec) = mesh.start_recorded_sidecar().await;
     let (agent_rec_addr, agent_rec) = recorder::start(
         &format!("unix://{}", mesh.logs_dir().join("rec.sock").display()).parse().unwrap(),
-        format!("unix://{}", sidecar2_sock.display()).parse().unwrap(),
+        sidecar2_addr.parse().unwrap(),
     )
     .await;
 
@@ -251,17 +236,11 @@ async fn tsk_and_note_never_cross_the_sidecar_or_reach_the_audit_log() {
     });
 
     let marker = format!("MARKER-{}", random_pcr0());
-    let note_blob = mesh.seal_note(marker.as_bytes()).await;
     let mut a = client(&sock);
     let env = a
-        .init(InitRequest {
-            workflow_id: "wf-leak".into(),
-            initial_balance: 5,
-            rate_bps: 1,
-            kms_encrypted_note: note_blob,
-        })
+        .init(mesh.init_request("wf-leak", 5, 1, &marker).await)
         .await
-        .expect("Init with a KMS-encrypted note")
+        .expect("Init with the owner's sealed input")
         .into_inner()
         .state
         .unwrap();
@@ -345,31 +324,23 @@ fn assert_refused(e: &tonic::Status, kind: Refusal) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_disabled_kms_key_refuses_the_note_as_kms_key_unusable_not_as_an_envelope_problem() {
+async fn a_disabled_input_key_refuses_the_input_as_kms_key_unusable_not_as_an_envelope_problem() {
     let pcr0 = random_pcr0();
     let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
     let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
     let mut a = client(&sock_a);
-    let note = mesh.seal_note(b"a private note").await;
-    let init = |a: &mut AgentServiceClient<Channel>, note: Vec<u8>| {
+    let note = mesh.init_request("wf-disabled", 1, 1, "a private note").await;
+    let init = |a: &mut AgentServiceClient<Channel>, req: InitRequest| {
         let mut a = a.clone();
-        async move {
-            a.init(InitRequest {
-                workflow_id: "wf-disabled".into(),
-                initial_balance: 1,
-                rate_bps: 1,
-                kms_encrypted_note: note,
-            })
-            .await
-        }
+        async move { a.init(req).await }
     };
 
-    // The agent holds its TSK already; only the note's Decrypt meets the disabled key.
+    // The agent holds its TSK already; only the input's Decrypt meets the disabled key.
     let admin = mesh.admin_kms().await;
     admin.disable_key().key_id(&mesh.tsk.input_key_arn).send().await.unwrap();
     let e = init(&mut a, note.clone()).await.unwrap_err();
     assert_refused(&e, Refusal::KmsKeyUnusable);
     assert!(e.message().contains("DisabledException"), "{e:?}");
     admin.enable_key().key_id(&mesh.tsk.input_key_arn).send().await.unwrap();
-    init(&mut a, note).await.expect("Init with the note once the key is enabled again");
+    init(&mut a, note).await.expect("Init with the input once the key is enabled again");
 }

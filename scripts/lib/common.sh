@@ -72,6 +72,39 @@ em_dev_dir() {
     printf '%s\n' "${ENCLAVEMESH_DEV_DIR:-$EM_ROOT/.dev}"
 }
 
+# em_dev_owner_env BIN : the dev mesh's data owner, for `enclavemesh trigger/reveal`
+# run by the scripts: the owner principal's credentials (written by the kms-emulator),
+# the input key setup-kms.sh made, the emulator under the dev CA, and the owner key
+# file .dev/owner.key (made with `enclavemesh keygen` on first use). Whatever the
+# caller already set (ENCLAVEMESH_*, AWS_*) wins, so a real owner's settings are kept.
+em_dev_owner_env() {
+    local bin="$1" dev creds
+    dev="$(em_dev_dir)"
+    creds="$dev/credentials/owner.env"
+    if [[ -z "${AWS_ACCESS_KEY_ID:-}" && -f "$creds" ]]; then
+        set -a
+        # shellcheck source=/dev/null
+        source <(grep -E '^AWS_[A-Z_]+=' "$creds")
+        set +a
+    fi
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    export ENCLAVEMESH_KMS_ENDPOINT="${ENCLAVEMESH_KMS_ENDPOINT:-https://localhost:${KMS_EMULATOR_PORT:-4599}}"
+    if [[ -z "${ENCLAVEMESH_KMS_CA_BUNDLE:-}" && -f "$dev/dev-ca/root.pem" ]]; then
+        export ENCLAVEMESH_KMS_CA_BUNDLE="$dev/dev-ca/root.pem"
+    fi
+    if [[ -z "${ENCLAVEMESH_INPUT_KEY:-}" && -f "$dev/encrypted-tsk.b64.input-key-id" ]]; then
+        ENCLAVEMESH_INPUT_KEY="$(head -n1 "$dev/encrypted-tsk.b64.input-key-id")"
+        export ENCLAVEMESH_INPUT_KEY
+    fi
+    export ENCLAVEMESH_OWNER_KEY="${ENCLAVEMESH_OWNER_KEY:-$dev/owner.key}"
+    if [[ ! -e "$ENCLAVEMESH_OWNER_KEY" ]]; then
+        mkdir -p "$(dirname "$ENCLAVEMESH_OWNER_KEY")"
+        "$bin" keygen --out "$ENCLAVEMESH_OWNER_KEY" >/dev/null ||
+            em_die "could not make the owner key $ENCLAVEMESH_OWNER_KEY" "check the directory is writable"
+        em_info "made the data owner's key $ENCLAVEMESH_OWNER_KEY (enclavemesh keygen)"
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # PCR0 handling.
 # ---------------------------------------------------------------------------

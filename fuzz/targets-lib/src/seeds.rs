@@ -46,17 +46,17 @@ pub fn write_all(fuzz_dir: &Path) -> std::io::Result<()> {
     )?;
 
     let tagged = |tag: u8, msg: Vec<u8>| [vec![tag], msg].concat();
-    let init = InitRequest {
-        workflow_id: FUZZ_WORKFLOW.into(),
-        initial_balance: 100_000,
-        rate_bps: 500,
-        kms_encrypted_note: vec![1; 16],
-    };
+    let input = SealedInput { sealed: Some(sealed_input::Sealed::KmsCiphertext(vec![1; 180])) };
+    let init = InitRequest { workflow_id: FUZZ_WORKFLOW.into(), input: Some(input) };
     write("agent_request_decode", "init", &tagged(0, init.encode_to_vec()))?;
     let process = ProcessRequest { workflow_id: FUZZ_WORKFLOW.into(), expected_step: 0, state: Some(env0.clone()) };
     write("agent_request_decode", "process", &tagged(1, process.encode_to_vec()))?;
-    let reveal =
-        RevealRequest { workflow_id: "wf-other".into(), expected_step: 3, state: Some(env3), field: "balance".into() };
+    let reveal = RevealRequest {
+        workflow_id: "wf-other".into(),
+        expected_step: 3,
+        state: Some(env3),
+        field: RevealField::Balance as i32,
+    };
     write("agent_request_decode", "reveal", &tagged(2, reveal.encode_to_vec()))?;
     let attest = AttestRequest { nonce: vec![9; 32], user_data: vec![] };
     write("agent_request_decode", "attest", &tagged(3, attest.encode_to_vec()))?;

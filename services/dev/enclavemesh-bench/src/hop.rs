@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, free_port, wait_for};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{DescribeRequest, InitRequest, ProcessRequest, SealedEnvelope};
+use enclavemesh_proto::v1::{DescribeRequest, ProcessRequest, SealedEnvelope};
 use enclavemesh_transport::Address;
 use prost::Message as _;
 use tonic::transport::Channel;
@@ -54,16 +54,14 @@ fn request<T>(msg: T) -> tonic::Request<T> {
 }
 
 /// Init on A, then Process on B until the ciphertext reaches `bytes`.
-async fn grow_state(a: &mut Client, b: &mut Client, wf: &str, bytes: usize) -> anyhow::Result<SealedEnvelope> {
-    let init = a
-        .init(InitRequest {
-            workflow_id: wf.into(),
-            initial_balance: 100_000,
-            rate_bps: 250,
-            kms_encrypted_note: vec![],
-        })
-        .await?
-        .into_inner();
+async fn grow_state(
+    mesh: &DevMesh,
+    a: &mut Client,
+    b: &mut Client,
+    wf: &str,
+    bytes: usize,
+) -> anyhow::Result<SealedEnvelope> {
+    let init = a.init(mesh.init_request(wf, 100_000, 250, "").await).await?.into_inner();
     let mut env = init.state.context("init returned no state")?;
     while env.ciphertext.len() < bytes {
         let r = b
@@ -274,7 +272,7 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
     let (req, resp_len) = rt.block_on(async {
         let mut a = client(&addr_a)?;
         let mut b = client(&addr_b)?;
-        let env = grow_state(&mut a, &mut b, &wf, args.state_bytes).await?;
+        let env = grow_state(&mesh, &mut a, &mut b, &wf, args.state_bytes).await?;
         let req = ProcessRequest { workflow_id: wf.clone(), expected_step: env.step, state: Some(env) };
         let resp = b.process(request(req.clone())).await?.into_inner();
         anyhow::Ok((req, resp.encoded_len()))

@@ -46,8 +46,18 @@ pub struct LoopArgs {
 const SECURE: &str = "bench-secure";
 const PLAIN: &str = "bench-plain";
 
-async fn run_one(client: &Client, queue: &str, id: String, steps: u32) -> anyhow::Result<Duration> {
-    let input = WorkflowInput { initial_balance: 100_000, rate_bps: 250, steps, kms_encrypted_note_b64: None };
+/// The input for run `id`: sealed by the data owner for the secure agents (made before
+/// the run's clock starts, as an owner does on its own machine); opaque for the fakes.
+async fn input_for(mesh: &DevMesh, queue: &str, id: &str) -> String {
+    if queue == SECURE {
+        mesh.sealed_input_b64(id, 100_000, 250, "").await
+    } else {
+        enclavemesh_harness::fake_agent::opaque_sealed_input_b64()
+    }
+}
+
+async fn run_one(client: &Client, queue: &str, id: String, steps: u32, sealed: String) -> anyhow::Result<Duration> {
+    let input = WorkflowInput { steps, sealed_input_b64: sealed };
     let t = Instant::now();
     let handle = client
         .start_workflow(SecureStateLoopRun, input, WorkflowStartOptions::new(queue.to_string(), id.clone()).build())
@@ -57,6 +67,12 @@ async fn run_one(client: &Client, queue: &str, id: String, steps: u32) -> anyhow
     let elapsed = t.elapsed();
     anyhow::ensure!(out.steps.len() == steps as usize + 1, "{id}: {} steps completed", out.steps.len());
     Ok(elapsed)
+}
+
+/// One run, its input sealed first (untimed).
+async fn seq(client: &Client, mesh: &DevMesh, queue: &str, id: String, steps: u32) -> anyhow::Result<Duration> {
+    let sealed = input_for(mesh, queue, &id).await;
+    run_one(client, queue, id, steps, sealed).await
 }
 
 fn spawn_fake(dir: &std::path::Path, name: &str) -> anyhow::Result<(Proc, String)> {
@@ -100,8 +116,8 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
         };
         let pid = std::process::id();
         for i in 0..args.warmup {
-            run_one(&client, SECURE, format!("warm-s-{pid}-{i}"), args.steps).await?;
-            run_one(&client, PLAIN, format!("warm-p-{pid}-{i}"), args.steps).await?;
+            seq(&client, &mesh, SECURE, format!("warm-s-{pid}-{i}"), args.steps).await?;
+            seq(&client, &mesh, PLAIN, format!("warm-p-{pid}-{i}"), args.steps).await?;
         }
         eprintln!("loop: warm; {} sequential runs per kind, steps={}", args.runs, args.steps);
 
@@ -109,11 +125,11 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
         for i in 0..args.runs {
             // Alternate which kind goes first.
             if i % 2 == 0 {
-                sec.push(run_one(&client, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
-                pla.push(run_one(&client, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
+                sec.push(seq(&client, &mesh, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
+                pla.push(seq(&client, &mesh, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
             } else {
-                pla.push(run_one(&client, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
-                sec.push(run_one(&client, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
+                pla.push(seq(&client, &mesh, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
+                sec.push(seq(&client, &mesh, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
             }
         }
         let (sec, pla) = (Samples::new(sec), Samples::new(pla));
@@ -132,9 +148,15 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
         for round in 0..2 {
             for (k, queue) in [SECURE, PLAIN].into_iter().enumerate() {
                 let n = args.total / 2;
+                let mut runs = Vec::with_capacity(n);
+                for i in 0..n {
+                    let id = format!("tp-{queue}-{pid}-{round}-{i}");
+                    let sealed = input_for(&mesh, queue, &id).await;
+                    runs.push((id, sealed));
+                }
                 let t = Instant::now();
-                let outs: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..n)
-                    .map(|i| run_one(&client, queue, format!("tp-{queue}-{pid}-{round}-{i}"), args.steps))
+                let outs: Vec<anyhow::Result<Duration>> = futures::stream::iter(runs)
+                    .map(|(id, sealed)| run_one(&client, queue, id, args.steps, sealed))
                     .buffer_unordered(args.concurrency)
                     .collect()
                     .await;

@@ -6,6 +6,9 @@
 //! - contains `-flaky-`: every `Process` answers UNAVAILABLE for its first 2 attempts;
 //! - contains `-refuse-LABEL-`: every `Process` refuses with the [`Refusal`] of that label
 //!   (see [`refusing_workflow_id`]).
+//!
+//! It opens no inputs (a sealed input is passed through unread), and `Reveal` answers the
+//! envelope's step sealed to [`fake_owner_key`], so owner-side code is exercised for real.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +23,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use enclavemesh_workflow::types::envelope_sha256_hex;
+
+/// The owner key fake agents seal `Reveal` results to (fixed: tests open them with it).
+pub fn fake_owner_key() -> enclavemesh_sealing::owner::OwnerKeyPair {
+    enclavemesh_sealing::owner::OwnerKeyPair::from_secret(&[0x42; 32]).expect("a 32-byte X25519 key")
+}
 
 #[derive(Default)]
 pub struct FakeAgent {
@@ -124,8 +132,17 @@ impl AgentService for Svc {
 
     async fn reveal(&self, req: Request<RevealRequest>) -> Result<Response<RevealResponse>, Status> {
         let r = req.into_inner();
+        let field = r.field();
         let state = r.state.ok_or_else(|| Refusal::InvalidRequest.status("missing state"))?;
-        Ok(Response::new(RevealResponse { field: r.field, value: state.step.to_string() }))
+        let result = enclavemesh_sealing::owner::seal_result(
+            fake_owner_key().public(),
+            &r.workflow_id,
+            state.step,
+            field.as_str_name(),
+            state.step.to_string().as_bytes(),
+        )
+        .map_err(|e| Refusal::Internal.status(e.to_string()))?;
+        Ok(Response::new(RevealResponse { field: r.field, result: Some(result) }))
     }
 
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
@@ -148,4 +165,13 @@ pub fn serve_fake(agent: Arc<FakeAgent>, path: PathBuf) -> Address {
             .expect("fake agent");
     });
     format!("unix://{}", path.display()).parse().expect("fake agent")
+}
+
+/// A sealed input for workflows run on fake agents: they never open it, so any KMS-shaped
+/// bytes do (the worker checks only that it is a `SealedInput`).
+pub fn opaque_sealed_input_b64() -> String {
+    use base64::Engine;
+    use prost::Message;
+    let sealed = SealedInput { sealed: Some(sealed_input::Sealed::KmsCiphertext(vec![0xa5; 64])) };
+    base64::engine::general_purpose::STANDARD.encode(sealed.encode_to_vec())
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 
 use crate::proc::repo_root;
@@ -205,15 +204,8 @@ pub struct TestTsk {
     pub input_key_arn: String,
 }
 
-/// The encryption context of TSK version `v` (what the agent passes on Decrypt).
-pub fn tsk_context(v: u32) -> [(&'static str, String); 2] {
-    [("enclavemesh-purpose", "tsk".into()), ("enclavemesh-tsk-version", v.to_string())]
-}
-
-/// The encryption context of a data owner's input.
-pub fn input_context() -> [(&'static str, String); 1] {
-    [("enclavemesh-purpose", "workflow-input".into())]
-}
+/// The encryption contexts (the contract's: `enclavemesh_proto::kms_context`).
+pub use enclavemesh_proto::kms_context::{input as input_context, tsk as tsk_context};
 
 async fn create_key(admin: &aws_sdk_kms::Client, description: &str) -> anyhow::Result<(String, String)> {
     let key = admin.create_key().description(description).send().await?;
@@ -260,14 +252,4 @@ pub async fn put_policies(
             .await?;
     }
     Ok(())
-}
-
-/// The data owner's Encrypt of `plaintext` under the input key (the note of a workflow).
-pub async fn seal_input(owner: &aws_sdk_kms::Client, input_key: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut call = owner.encrypt().key_id(input_key).plaintext(Blob::new(plaintext));
-    for (k, v) in input_context() {
-        call = call.encryption_context(k, v);
-    }
-    let out = call.send().await?;
-    Ok(out.ciphertext_blob().map(|b| b.as_ref().to_vec()).unwrap_or_default())
 }

@@ -64,17 +64,30 @@ impl Loop {
         let steps = steps.to_string();
         let balance = INITIAL_BALANCE.to_string();
         let rate = RATE_BPS.to_string();
-        let mut args =
-            vec!["trigger", "--workflow-id", wf, "--steps", &steps, "--initial-balance", &balance, "--rate-bps", &rate];
+        let sock = unix(&self.sock_b);
+        let mut args = vec![
+            "trigger",
+            "--workflow-id",
+            wf,
+            "--steps",
+            &steps,
+            "--initial-balance",
+            &balance,
+            "--rate-bps",
+            &rate,
+            "--reveal-agent",
+            &sock,
+        ];
         args.extend_from_slice(extra);
-        self.temporal.cli(TASK_QUEUE, &args)
+        self.temporal.cli_with_env(TASK_QUEUE, &args, &self.mesh.owner_env())
     }
 
-    /// `enclavemesh reveal` through Agent B (waits for the workflow's result).
+    /// `enclavemesh reveal` through Agent B (waits for the workflow's result), opened
+    /// with the owner key.
     pub fn reveal(&self, wf: &str, field: &str) -> String {
         let sock = unix(&self.sock_b);
         let args = ["reveal", "--agent", &sock, "--workflow-id", wf, "--field", field];
-        let (ok, lines, all) = self.temporal.cli(TASK_QUEUE, &args);
+        let (ok, lines, all) = self.temporal.cli_with_env(TASK_QUEUE, &args, &self.mesh.owner_env());
         assert!(ok, "reveal {field} of {wf} failed: {all}");
         lines
             .iter()

@@ -3,6 +3,7 @@
 use crate::kms::{self, PolicyMode, Principals, TestTsk};
 use crate::proc::{Proc, bin_path, free_port, wait_for};
 use base64::Engine;
+use enclavemesh_proto::v1::{InitRequest, RevealResponse, SealedInput, WorkflowInput};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub struct DevMesh {
     pub sidecar: Option<Proc>,
     /// Extra environment for every process this mesh starts (see [`DevMesh::start_with_env`]).
     pub env: Vec<(String, String)>,
+    /// The data owner's key (also in `owner_key_file`): results are sealed to it.
+    pub owner_key: enclavemesh_owner::OwnerKey,
+    pub owner_key_file: PathBuf,
 }
 
 /// Sets `env` on `cmd`; when there is any, also `OTEL_SERVICE_NAME=service`, so each
@@ -76,12 +80,56 @@ impl DevMesh {
     pub async fn instance_kms(&self) -> aws_sdk_kms::Client {
         self.kms_as(&self.principals.instance).await
     }
-    /// What the data owner sends as a workflow's note: `plaintext` sealed with KMS Encrypt
-    /// under the input key (owner's credentials, the input encryption context).
-    pub async fn seal_note(&self, plaintext: &[u8]) -> Vec<u8> {
-        kms::seal_input(&self.owner_kms().await, &self.tsk.input_key_arn, plaintext)
+    /// The data owner's input for `workflow_id`, sealed as `enclavemesh trigger` seals it
+    /// (owner credentials, the input key, the workflow's context, the owner's public key).
+    pub async fn sealed_input(&self, workflow_id: &str, balance: i64, rate_bps: u32, note: &str) -> SealedInput {
+        let input = WorkflowInput {
+            initial_balance: balance,
+            rate_bps,
+            secret_note: note.to_string(),
+            owner_public_key: self.owner_key.public().to_vec(),
+        };
+        enclavemesh_owner::seal_input(&self.owner_kms().await, &self.tsk.input_key_arn, workflow_id, &input)
             .await
-            .expect("owner seals the note")
+            .expect("the owner seals the input")
+    }
+    /// [`Self::sealed_input`] as the workflow input carries it (base64 of the encoding).
+    pub async fn sealed_input_b64(&self, workflow_id: &str, balance: i64, rate_bps: u32, note: &str) -> String {
+        use prost::Message;
+        base64::engine::general_purpose::STANDARD
+            .encode(self.sealed_input(workflow_id, balance, rate_bps, note).await.encode_to_vec())
+    }
+    /// An Init for `workflow_id` with the owner's sealed input.
+    pub async fn init_request(&self, workflow_id: &str, balance: i64, rate_bps: u32, note: &str) -> InitRequest {
+        InitRequest {
+            workflow_id: workflow_id.to_string(),
+            input: Some(self.sealed_input(workflow_id, balance, rate_bps, note).await),
+        }
+    }
+    /// Opens a Reveal answer with the owner's key.
+    pub fn open_reveal(&self, workflow_id: &str, step: u64, resp: &RevealResponse) -> String {
+        let sealed = resp.result.as_ref().expect("a sealed result");
+        enclavemesh_owner::open_result(&self.owner_key, workflow_id, step, resp.field(), sealed)
+            .expect("the owner opens the result")
+            .to_string()
+    }
+    /// Environment for `enclavemesh` as the data owner: its key file, credentials, the
+    /// input key and the emulator (HTTPS under the dev CA).
+    pub fn owner_env(&self) -> Vec<(String, String)> {
+        let mut env = self.principals.owner.env();
+        env.extend([
+            ("ENCLAVEMESH_OWNER_KEY".to_string(), self.owner_key_file.display().to_string()),
+            ("ENCLAVEMESH_INPUT_KEY".to_string(), self.tsk.input_key_arn.clone()),
+            ("ENCLAVEMESH_KMS_ENDPOINT".to_string(), self.kms_endpoint.clone()),
+            (
+                "ENCLAVEMESH_KMS_CA_BUNDLE".to_string(),
+                enclavemesh_attestation::DevCa::root_pem_path(&self.dev_dir()).display().to_string(),
+            ),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+            ("AWS_CONFIG_FILE".to_string(), "/dev/null".to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE".to_string(), "/dev/null".to_string()),
+        ]);
+        env
     }
     /// `--connect-to` for the sidecar: the KMS hostname, to this mesh's emulator.
     pub fn connect_to(&self) -> String {
@@ -115,8 +163,22 @@ impl DevMesh {
             .expect("tsk file");
 
         let sidecar_addr = format!("unix://{}", dir.path().join("sidecar.sock").display());
-        let mut mesh =
-            DevMesh { dir, kms_endpoint, principals, sidecar_addr, tsk, tsk_file, emulator, sidecar: None, env };
+        let owner_key = enclavemesh_owner::OwnerKey::generate();
+        let owner_key_file = dir.path().join("owner.key");
+        owner_key.save(&owner_key_file, false).expect("owner key file");
+        let mut mesh = DevMesh {
+            dir,
+            kms_endpoint,
+            principals,
+            sidecar_addr,
+            tsk,
+            tsk_file,
+            emulator,
+            sidecar: None,
+            env,
+            owner_key,
+            owner_key_file,
+        };
         mesh.start_sidecar();
         mesh
     }
@@ -163,6 +225,24 @@ impl DevMesh {
             sock.exists()
         });
         self.sidecar = Some(p);
+    }
+
+    /// A second sidecar whose relay to KMS passes a byte recorder: what a hostile parent
+    /// sees of the enclave's KMS traffic. Returns the sidecar (serving on a unix socket
+    /// in the logs dir, its address for `agent_command_via`) and the recording.
+    pub async fn start_recorded_sidecar(&self) -> (Proc, String, crate::recorder::Recording) {
+        let (rec_addr, rec) = crate::recorder::start(
+            &"tcp://127.0.0.1:0".parse().expect("a tcp address"),
+            format!("tcp://127.0.0.1:{}", self.kms_port()).parse().expect("a tcp address"),
+        )
+        .await;
+        let sock = self.logs_dir().join("sidecar-recorded.sock");
+        let addr = format!("unix://{}", sock.display());
+        let via_recorder =
+            format!("kms.us-east-1.amazonaws.com:443={}", rec_addr.to_string().trim_start_matches("tcp://"));
+        let p = Proc::spawn("kms-sidecar-recorded", self.sidecar_command(&addr, &via_recorder), self.logs_dir());
+        crate::wait_for_path(&sock, Duration::from_secs(20));
+        (p, addr, rec)
     }
 
     /// Command line for an agent in simulated mode serving on a unix socket.

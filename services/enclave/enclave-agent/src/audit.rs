@@ -153,7 +153,7 @@ impl AgentService for Audited {
         let mut e = Entry {
             workflow_id: wf(&req.workflow_id),
             step: Some(req.expected_step),
-            detail: Some(format!("field={}", req.field.chars().take(32).collect::<String>())),
+            detail: Some(format!("field={}", req.field().as_str_name())),
             ..Entry::new(Event::Reveal)
         };
         input(&mut e, req.state.as_ref());

@@ -177,6 +177,11 @@ pub struct Config {
     #[arg(long, env = "AGENT_MAX_MESSAGE_BYTES", default_value_t = enclavemesh_proto::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Sealed states are padded to a power of two of at least this many bytes, so a
+    /// ciphertext's length does not leak the digits of a balance or a note's length.
+    #[arg(long, env = "AGENT_STATE_PAD_FLOOR_BYTES", default_value_t = enclavemesh_sealing::padding::DEFAULT_PAD_FLOOR)]
+    pub state_pad_floor_bytes: usize,
+
     /// Largest envelope ciphertext accepted, in bytes.
     #[arg(long, env = "AGENT_MAX_STATE_BYTES", default_value_t = 1024 * 1024)]
     pub max_state_bytes: usize,

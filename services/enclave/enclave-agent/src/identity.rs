@@ -5,6 +5,7 @@
 
 use crate::config::NsmKind;
 use crate::settings::NsmSettings;
+use enclavemesh_attestation::binding::{self, Domain};
 use enclavemesh_attestation::{NitroNsm, Nsm, SimulatedMeasurements, SimulatedNsm};
 use enclavemesh_recipient::EphemeralKeyPair;
 use std::sync::Arc;
@@ -68,9 +69,13 @@ impl EnclaveIdentity {
         Ok(Self { nsm, key, pcr0_hex, pcr8_hex })
     }
 
-    /// An attestation document binding our public key, for KMS's Recipient.
+    /// An attestation document binding our public key, for KMS's Recipient. KMS reads
+    /// the key from `public_key`; `user_data` says, under its own domain, that this
+    /// document was made for that purpose.
     pub fn attest_for_kms(&self) -> Result<Vec<u8>, enclavemesh_attestation::NsmError> {
         let nonce: [u8; 32] = rand::random();
-        self.nsm.attestation(None, Some(&nonce), Some(self.key.public_key_der()))
+        let der = self.key.public_key_der();
+        let purpose = binding::user_data(Domain::KmsRecipient, der);
+        self.nsm.attestation(Some(&purpose), Some(&nonce), Some(der))
     }
 }

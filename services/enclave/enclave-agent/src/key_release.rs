@@ -13,7 +13,9 @@ use std::time::Instant;
 use enclavemesh_sealing::{KeyRing, Tsk};
 
 use crate::identity::EnclaveIdentity;
-use crate::kms::{Kms, KmsCallError, tsk_context};
+use enclavemesh_proto::kms_context;
+
+use crate::kms::{Kms, KmsCallError};
 use crate::retry::{Retried, retry_transient};
 use crate::settings::Settings;
 
@@ -92,7 +94,7 @@ pub async fn release_tsk(
     let mut ring = KeyRing::new(settings.tsk_key.arn.clone());
     for v in &settings.tsk_versions {
         let answer = retry_transient(deadline, || {
-            kms.decrypt_for_enclave(&settings.tsk_key, &v.ciphertext_blob, tsk_context(v.version), identity)
+            kms.decrypt_for_enclave(&settings.tsk_key, &v.ciphertext_blob, kms_context::tsk(v.version), identity)
         })
         .await;
         let plain = match answer {

@@ -8,6 +8,7 @@
 mod audit;
 pub mod config;
 mod identity;
+mod input;
 mod key_release;
 mod kms;
 mod logic;
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         limits: enclavemesh_sealing::Limits { max_ciphertext_bytes: settings.max_state_bytes },
         kms,
         input_key: settings.input_key.clone(),
+        pad_floor: settings.pad_floor,
     };
     let listener = enclavemesh_transport::bind(&settings.listen)
         .await

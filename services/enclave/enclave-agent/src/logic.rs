@@ -7,7 +7,7 @@
 //! doubled or reordered step shows.
 
 use enclavemesh_proto::limits::MAX_RATE_BPS;
-use enclavemesh_proto::v1::{AgentState, InitRequest, StepRecord};
+use enclavemesh_proto::v1::{AgentState, StepRecord, WorkflowInput};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
@@ -45,21 +45,23 @@ pub enum LogicError {
     NotSupported(String),
 }
 
-/// Non-secret parameters of Init (the private note arrives already decrypted).
+/// What Init starts a ledger from: the data owner's opened input.
 pub struct InitParams<'a> {
     pub workflow_id: &'a str,
     pub initial_balance: i64,
     pub rate_bps: u32,
     pub secret_note: String,
+    pub owner_public_key: Vec<u8>,
 }
 
 impl<'a> InitParams<'a> {
-    pub fn from_request(req: &'a InitRequest, secret_note: String) -> Self {
+    pub fn from_input(workflow_id: &'a str, input: &WorkflowInput) -> Self {
         Self {
-            workflow_id: &req.workflow_id,
-            initial_balance: req.initial_balance,
-            rate_bps: req.rate_bps,
-            secret_note,
+            workflow_id,
+            initial_balance: input.initial_balance,
+            rate_bps: input.rate_bps,
+            secret_note: input.secret_note.clone(),
+            owner_public_key: input.owner_public_key.clone(),
         }
     }
 }
@@ -67,11 +69,16 @@ impl<'a> InitParams<'a> {
 /// What an agent does. `init` is Agent A's job, `process` Agent B's.
 pub trait AgentLogic: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
+    /// Whether this agent runs Init (and so opens the owner's inputs).
+    fn runs_init(&self) -> bool {
+        false
+    }
+    /// Why this agent does not run Init.
+    fn init_refused(&self) -> LogicError {
+        LogicError::NotSupported(format!("a {} agent does not run Init; send Init to a ledger-init agent", self.kind()))
+    }
     fn init(&self, _agent: &str, _params: InitParams<'_>) -> Result<PlainState, LogicError> {
-        Err(LogicError::NotSupported(format!(
-            "a {} agent does not run Init; send Init to a ledger-init agent",
-            self.kind()
-        )))
+        Err(self.init_refused())
     }
     fn process(&self, _agent: &str, _state: PlainState) -> Result<PlainState, LogicError> {
         Err(LogicError::NotSupported(format!(
@@ -106,6 +113,10 @@ impl AgentLogic for LedgerInit {
         "ledger-init"
     }
 
+    fn runs_init(&self) -> bool {
+        true
+    }
+
     fn init(&self, _agent: &str, p: InitParams<'_>) -> Result<PlainState, LogicError> {
         if p.initial_balance < 0 {
             return Err(LogicError::InvalidInput(format!("initial_balance must be >= 0, got {}", p.initial_balance)));
@@ -124,6 +135,7 @@ impl AgentLogic for LedgerInit {
             rate_bps: p.rate_bps,
             history: Vec::new(),
             history_digest: genesis_digest(p.workflow_id),
+            owner_public_key: p.owner_public_key,
         }))
     }
 }
@@ -169,7 +181,13 @@ mod tests {
         LedgerInit
             .init(
                 "a",
-                InitParams { workflow_id: "wf", initial_balance: balance, rate_bps: bps, secret_note: "n".into() },
+                InitParams {
+                    workflow_id: "wf",
+                    initial_balance: balance,
+                    rate_bps: bps,
+                    secret_note: "n".into(),
+                    owner_public_key: vec![1; 32],
+                },
             )
             .unwrap()
     }
@@ -196,7 +214,13 @@ mod tests {
             LedgerInit
                 .init(
                     "a",
-                    InitParams { workflow_id: "wf", initial_balance: -1, rate_bps: 1, secret_note: String::new() }
+                    InitParams {
+                        workflow_id: "wf",
+                        initial_balance: -1,
+                        rate_bps: 1,
+                        secret_note: String::new(),
+                        owner_public_key: vec![]
+                    }
                 )
                 .is_err()
         );
@@ -204,7 +228,13 @@ mod tests {
             LedgerInit
                 .init(
                     "a",
-                    InitParams { workflow_id: "wf", initial_balance: 1, rate_bps: 10_001, secret_note: String::new() }
+                    InitParams {
+                        workflow_id: "wf",
+                        initial_balance: 1,
+                        rate_bps: 10_001,
+                        secret_note: String::new(),
+                        owner_public_key: vec![]
+                    }
                 )
                 .is_err()
         );
@@ -213,7 +243,13 @@ mod tests {
         assert!(matches!(
             Interest.init(
                 "b",
-                InitParams { workflow_id: "w", initial_balance: 0, rate_bps: 0, secret_note: String::new() }
+                InitParams {
+                    workflow_id: "w",
+                    initial_balance: 0,
+                    rate_bps: 0,
+                    secret_note: String::new(),
+                    owner_public_key: vec![]
+                }
             ),
             Err(LogicError::NotSupported(_))
         ));

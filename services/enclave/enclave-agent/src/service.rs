@@ -1,19 +1,22 @@
 //! The agent's calls: the only door into the enclave.
 //!
 //! Every handler follows the same shape: check the request (sizes, ids), open the
-//! input envelope against the expected workflow and step, run the agent logic on
-//! [`PlainState`] (wiped on drop), seal the output. Only envelopes and non-secret
-//! summaries leave; `Reveal` is the deliberate, named exception. The audit layer
-//! ([`crate::audit::Audited`]) serves these handlers and records each outcome.
+//! input (the owner's sealed input, or an envelope against the expected workflow and
+//! step), run the agent logic on [`PlainState`] (wiped on drop), seal the output.
+//! Only envelopes, non-secret summaries and results sealed to the data owner leave.
+//! The audit layer ([`crate::audit::Audited`]) serves these handlers and records each
+//! outcome.
 
 use std::sync::Arc;
 
+use enclavemesh_attestation::binding::{self, Domain};
 use enclavemesh_proto::Refusal;
 use enclavemesh_proto::limits::MAX_WORKFLOW_ID_BYTES;
 use enclavemesh_proto::v1::*;
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, SealHeader};
 use tonic::Status;
 use tracing::field::Empty;
+use zeroize::Zeroizing;
 
 use crate::identity::EnclaveIdentity;
 use crate::kms::Kms;
@@ -23,8 +26,6 @@ use crate::refusal::{self, finish};
 
 /// Largest nonce / user_data accepted by Attest (the NSM takes up to 1024).
 const MAX_ATTEST_FIELD_BYTES: usize = 512;
-/// Largest KMS-encrypted note accepted by Init (KMS blobs are at most 6144 bytes).
-const MAX_NOTE_BLOB_BYTES: usize = 6144;
 
 /// The agent: its identity, key ring and logic (built once, in `crate::run`).
 pub(crate) struct Agent {
@@ -34,8 +35,10 @@ pub(crate) struct Agent {
     pub(crate) logic: Box<dyn AgentLogic>,
     pub(crate) limits: Limits,
     pub(crate) kms: Arc<Kms>,
-    /// The key the data owner's inputs (the note) are sealed under, if this agent opens any.
+    /// The key the data owner's inputs are sealed under, if this agent opens any.
     pub(crate) input_key: Option<KeyPin>,
+    /// Sealed states are padded to buckets of at least this many bytes.
+    pub(crate) pad_floor: usize,
 }
 
 fn check_workflow_id(id: &str) -> Result<(), Status> {
@@ -69,7 +72,9 @@ impl Agent {
             enclavemesh_telemetry::metrics::open_failure(kind);
             refusal::open_error(&e)
         })?;
-        let state: AgentState = enclavemesh_proto::decode_bounded(&plain, self.limits.max_ciphertext_bytes)
+        let unpadded = enclavemesh_sealing::padding::unpad(&plain)
+            .map_err(|e| Refusal::EnvelopeMalformed.status(format!("sealed state: {e}")))?;
+        let state: AgentState = enclavemesh_proto::decode_bounded(unpadded, self.limits.max_ciphertext_bytes)
             .map_err(|e| refusal::decode_error("sealed state", e))?;
         let state = PlainState(state);
         // The AAD already binds these; checking the inner copy too catches a
@@ -83,7 +88,8 @@ impl Agent {
     fn seal(&self, state: &PlainState) -> Result<(SealedEnvelope, StepSummary), Status> {
         let header =
             SealHeader { workflow_id: state.0.workflow_id.clone(), step: state.0.step, agent: self.name.clone() };
-        let plain = state.encode();
+        let plain = enclavemesh_sealing::padding::pad(&state.encode(), self.pad_floor)
+            .map_err(|e| Refusal::Internal.status(format!("padding the state: {e}")))?;
         let env = enclavemesh_sealing::seal(&self.ring, &header, &plain).map_err(|e| refusal::seal_error(&e))?;
         let summary = StepSummary {
             workflow_id: env.workflow_id.clone(),
@@ -96,44 +102,32 @@ impl Agent {
         Ok((env, summary))
     }
 
-    /// Decrypts the data owner's KMS-encrypted note: KMS (over the enclave's own TLS)
-    /// releases it to this enclave alone, under the pinned input key and its context.
-    async fn decrypt_note(&self, blob: &[u8]) -> Result<String, Status> {
-        if blob.is_empty() {
-            return Ok(String::new());
-        }
-        if blob.len() > MAX_NOTE_BLOB_BYTES {
-            return Err(Refusal::InvalidRequest.status(format!(
-                "kms_encrypted_note is {} bytes; KMS ciphertexts are at most {MAX_NOTE_BLOB_BYTES}",
-                blob.len()
-            )));
-        }
-        let key = self.input_key.as_ref().ok_or_else(|| {
-            Refusal::WrongRole.status("this agent has no --input-key-arn, so it opens no owner inputs (notes)")
-        })?;
-        let plain = self
-            .kms
-            .decrypt_for_enclave(key, blob, crate::kms::input_context(), &self.identity)
-            .await
-            .map_err(|e| e.refusal().status(format!("decrypting kms_encrypted_note: {e}")))?;
-        String::from_utf8(plain.to_vec())
-            .map_err(|_| Refusal::InvalidInput.status("kms_encrypted_note is not UTF-8 text"))
-    }
-
     // Per-call success lines are `debug`: at `info` the formatted line cost ~50 µs of a
     // ~200 µs hop (BENCHMARKS.md). The handler span (exported over OTLP) and the audit
     // record carry the same facts; refusals still log at `warn`.
 
     #[tracing::instrument(skip_all, fields(rpc = "Init", agent = %self.name, workflow_id = %req.workflow_id,
-        step = 0_i64, note_bytes = req.kms_encrypted_note.len() as i64, key_version = Empty, out_bytes = Empty,
-        outcome = Empty, error.kind = Empty))]
+        step = 0_i64, key_version = Empty, out_bytes = Empty, outcome = Empty, error.kind = Empty))]
     pub async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
         finish(
             async {
                 check_workflow_id(&req.workflow_id)?;
-                let note = self.decrypt_note(&req.kms_encrypted_note).await?;
-                let state =
-                    self.logic.init(&self.name, InitParams::from_request(&req, note)).map_err(refusal::logic_error)?;
+                // Only Init-running agents open inputs: refuse early, without a KMS call.
+                if !self.logic.runs_init() {
+                    return Err(refusal::logic_error(self.logic.init_refused()));
+                }
+                let input = crate::input::open(
+                    &self.kms,
+                    self.input_key.as_ref(),
+                    &self.identity,
+                    &req.workflow_id,
+                    req.input.as_ref(),
+                )
+                .await?;
+                let state = self
+                    .logic
+                    .init(&self.name, InitParams::from_input(&req.workflow_id, &input.0))
+                    .map_err(refusal::logic_error)?;
                 let (env, summary) = self.seal(&state)?;
                 record_sealed(&summary);
                 tracing::debug!(
@@ -171,44 +165,63 @@ impl Agent {
                     .status(format!("{what} is {} bytes; the limit is {MAX_ATTEST_FIELD_BYTES}", v.len())));
             }
         }
-        let opt = |v: &Vec<u8>| if v.is_empty() { None } else { Some(v.clone()) };
-        let (nonce, user_data) = (opt(&req.nonce), opt(&req.user_data));
+        let nonce = (!req.nonce.is_empty()).then_some(req.nonce.as_slice());
+        // The caller's bytes only ever enter under the caller's domain: a document made
+        // here never vouches for anything the enclave binds (its audit or KMS key).
+        let user_data = (!req.user_data.is_empty()).then(|| binding::user_data(Domain::Caller, &req.user_data));
         let doc = self
             .identity
             .nsm
-            .attestation(user_data.as_deref(), nonce.as_deref(), Some(self.identity.key.public_key_der()))
+            .attestation(user_data.as_ref().map(|u| u.as_slice()), nonce, Some(self.identity.key.public_key_der()))
             .map_err(|e| Refusal::AttestationUnavailable.status(format!("NSM attestation failed: {e}")))?;
         Ok(AttestResponse { attestation_document: doc })
     }
 
-    /// Opens the envelope and returns the one named field.
+    /// Opens the envelope and returns the one named field, sealed to the owner's key
+    /// bound in the state: whoever calls Reveal (the bridge is open to anything on the
+    /// host) gets only ciphertext.
     #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %req.workflow_id,
-        field = %req.field, step = req.expected_step as i64, open_failure = Empty, outcome = Empty,
+        field = %req.field().as_str_name(), step = req.expected_step as i64, open_failure = Empty, outcome = Empty,
         error.kind = Empty))]
     pub fn reveal(&self, req: RevealRequest) -> Result<RevealResponse, Status> {
         finish((|| {
+            // The field's proto name is what the result's AAD binds.
+            let field = req.field();
+            if field == RevealField::Unspecified {
+                return Err(Refusal::InvalidRequest.status(format!(
+                    "field {} is not one Reveal returns; one of REVEAL_FIELD_BALANCE, _STEP, _RATE_BPS, \
+                     _HISTORY_DIGEST, _SECRET_NOTE, _HISTORY",
+                    req.field
+                )));
+            }
             let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
             let s = &state.0;
-            let value = match req.field.as_str() {
-                "balance" => s.balance.to_string(),
-                "step" => s.step.to_string(),
-                "rate_bps" => s.rate_bps.to_string(),
-                "history_digest" => hex::encode(&s.history_digest),
-                "secret_note" => s.secret_note.clone(),
-                "history" => s
+            if s.owner_public_key.is_empty() {
+                return Err(Refusal::NoOwnerKey.status("this state carries no owner key to seal a result to"));
+            }
+            let value = Zeroizing::new(match field {
+                RevealField::Balance => s.balance.to_string(),
+                RevealField::Step => s.step.to_string(),
+                RevealField::RateBps => s.rate_bps.to_string(),
+                RevealField::HistoryDigest => hex::encode(&s.history_digest),
+                RevealField::SecretNote => s.secret_note.clone(),
+                RevealField::History | RevealField::Unspecified => s
                     .history
                     .iter()
                     .map(|r| format!("{}:{}:{}->{}", r.step, r.agent, r.balance_before, r.balance_after))
                     .collect::<Vec<_>>()
                     .join(","),
-                other => {
-                    return Err(Refusal::InvalidRequest.status(format!(
-                        "unknown field {other:?}; one of balance, step, rate_bps, history_digest, secret_note, history"
-                    )));
-                }
-            };
-            tracing::info!("field revealed on explicit request");
-            Ok(RevealResponse { field: req.field.clone(), value })
+            });
+            let result = enclavemesh_sealing::owner::seal_result(
+                &s.owner_public_key,
+                &s.workflow_id,
+                s.step,
+                field.as_str_name(),
+                value.as_bytes(),
+            )
+            .map_err(|e| Refusal::Internal.status(format!("sealing the result to the owner: {e}")))?;
+            tracing::info!("field revealed to the owner's key on explicit request");
+            Ok(RevealResponse { field: req.field, result: Some(result) })
         })())
     }
 

@@ -97,6 +97,8 @@ pub struct Settings {
     pub bootstrap_timeout: Duration,
     pub max_message_bytes: usize,
     pub max_state_bytes: usize,
+    /// Smallest padding bucket of a sealed state.
+    pub pad_floor: usize,
     pub hardening: Hardening,
 }
 
@@ -147,6 +149,7 @@ impl Settings {
             bootstrap_timeout,
             max_message_bytes: cfg.max_message_bytes,
             max_state_bytes: cfg.max_state_bytes,
+            pad_floor: cfg.state_pad_floor_bytes.max(64),
             hardening: Hardening {
                 request_timeout: Duration::from_millis(cfg.request_timeout_ms),
                 ..Hardening::default()
@@ -165,12 +168,13 @@ fn role_from_parent(given: AgentConfigResponse, sidecar: &Address) -> Result<Rol
             enclavemesh_proto::limits::MAX_AGENT_NAME_BYTES
         )));
     }
-    let kind = <AgentKind as clap::ValueEnum>::from_str(&given.kind, false).map_err(|_| {
-        bad(format!(
-            "kind '{}' (this agent knows ledger-init and interest)",
-            given.kind.chars().take(32).collect::<String>().escape_debug()
-        ))
-    })?;
+    let kind = match given.kind() {
+        enclavemesh_proto::v1::AgentKind::LedgerInit => AgentKind::LedgerInit,
+        enclavemesh_proto::v1::AgentKind::Interest => AgentKind::Interest,
+        enclavemesh_proto::v1::AgentKind::Unspecified => {
+            return Err(bad(format!("kind {} (this agent knows LEDGER_INIT and INTEREST)", given.kind)));
+        }
+    };
     let tsk_versions = tsk_file::parse(&given.tsk_file, "the TSK file from the kms-sidecar")?;
     Ok(Role { name: given.name, kind, tsk_versions })
 }
@@ -206,21 +210,22 @@ async fn fetch_agent_config(
 mod tests {
     use super::*;
 
-    fn given(name: &str, kind: &str) -> AgentConfigResponse {
-        AgentConfigResponse { name: name.into(), kind: kind.into(), tsk_file: "AQID\n".into() }
+    fn given(name: &str, kind: i32) -> AgentConfigResponse {
+        AgentConfigResponse { name: name.into(), kind, tsk_file: "AQID\n".into() }
     }
 
     #[test]
     fn the_parent_role_is_checked() {
+        use enclavemesh_proto::v1::AgentKind as Wire;
         let addr: Address = "unix:///s".parse().unwrap();
-        let role = role_from_parent(given("agent-b", "interest"), &addr).unwrap();
+        let role = role_from_parent(given("agent-b", Wire::Interest as i32), &addr).unwrap();
         assert_eq!((role.name.as_str(), role.kind, role.tsk_versions.len()), ("agent-b", AgentKind::Interest, 1));
-        for (name, kind) in [("", "interest"), (&"x".repeat(65), "interest"), ("a b", "interest"), ("a", "root-shell")]
-        {
+        let interest = Wire::Interest as i32;
+        for (name, kind) in [("", interest), (&"x".repeat(65), interest), ("a b", interest), ("a", 0), ("a", 99)] {
             let e = role_from_parent(given(name, kind), &addr).err().unwrap();
             assert!(matches!(e, SettingsError::BadAgentConfig { .. }), "{e}");
         }
-        let no_tsk = AgentConfigResponse { tsk_file: String::new(), ..given("a", "interest") };
+        let no_tsk = AgentConfigResponse { tsk_file: String::new(), ..given("a", interest) };
         assert!(matches!(role_from_parent(no_tsk, &addr), Err(SettingsError::TskFile(_))));
     }
 }

@@ -11,6 +11,7 @@
 //! nonce?`; signature raw r||s (96 bytes) over `["Signature1", protected, b"", payload]`.
 
 mod anchor;
+pub mod binding;
 mod certs;
 mod dev_ca;
 mod document;

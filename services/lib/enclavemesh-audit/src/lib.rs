@@ -32,7 +32,7 @@ mod verify;
 
 pub use error::AuditError;
 pub use record::{Entry, Event, Head, HeadLine, Outcome, Record};
-pub use signer::{SIGNING_KEY_BINDING_LABEL, signing_key_binding};
+pub use signer::signing_key_binding;
 pub use trail::{AuditTrail, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, Fetched};
 pub use verify::{Segment, Summary, verify, verify_with};
 

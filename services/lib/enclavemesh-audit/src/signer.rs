@@ -1,22 +1,18 @@
 //! The per-boot signing key: P-384 ECDSA, made inside the enclave and never exported.
 //!
-//! Its public key is bound into the bootstrap attestation document's `user_data`
-//! as `SHA-256(label || SEC1 public key)`, so a verifier can tie every signature to
-//! an attested enclave image (PCR0).
+//! Its public key is bound into the bootstrap attestation document's `user_data` under
+//! the audit-key domain ([`enclavemesh_attestation::binding::Domain::AuditKey`]), so a
+//! verifier can tie every signature to an attested enclave image (PCR0), and a document
+//! the enclave made for anything else (a caller's `Attest`) never passes.
 
 use p384::ecdsa::signature::{Signer as _, Verifier as _};
 use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
-/// Domain label of the attestation `user_data` binding.
-pub const SIGNING_KEY_BINDING_LABEL: &[u8] = b"enclavemesh/v1/audit/signing-key";
+use enclavemesh_attestation::binding::{self, Domain};
 
 /// The `user_data` an attestation document must carry for `signing_key_sec1`.
-pub fn signing_key_binding(signing_key_sec1: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(SIGNING_KEY_BINDING_LABEL);
-    h.update(signing_key_sec1);
-    h.finalize().into()
+pub fn signing_key_binding(signing_key_sec1: &[u8]) -> [u8; 48] {
+    binding::user_data(Domain::AuditKey, signing_key_sec1)
 }
 
 pub(crate) struct Signer {

@@ -129,7 +129,7 @@ impl AuditTrail {
     }
 
     /// What the bootstrap attestation document's `user_data` must be.
-    pub fn signing_key_binding(&self) -> [u8; 32] {
+    pub fn signing_key_binding(&self) -> [u8; 48] {
         signing_key_binding(self.signer.public_sec1())
     }
 

@@ -103,7 +103,11 @@ fn check_bootstrap(r: &Record, verifier: Option<&Verifier>) -> Result<(String, S
     };
     let key_bytes = hex::decode(&key).map_err(|_| bad("signing_key is not hex".into()))?;
     if doc.user_data.as_deref() != Some(signing_key_binding(&key_bytes).as_slice()) {
-        return Err(bad("the attestation document's user_data does not bind this signing_key".into()));
+        return Err(bad(
+            "the attestation document's user_data does not bind this signing_key under the audit-key domain (a \
+             document the enclave made for another purpose, e.g. a caller's Attest, cannot vouch for an audit key)"
+                .into(),
+        ));
     }
     Ok((key, doc.pcr_hex(0).unwrap_or_default(), verifier.is_some()))
 }

@@ -5,6 +5,7 @@
 //! typed error, never a panic; and [`Refusal`], the one vocabulary of refusals, carried
 //! in gRPC status details.
 
+pub mod kms_context;
 pub mod limits;
 pub mod refusal;
 

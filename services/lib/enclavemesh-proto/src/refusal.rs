@@ -16,7 +16,7 @@ use crate::v1::RefusalDetail;
 pub const REFUSAL_DETAIL_TYPE_URL: &str = "type.googleapis.com/enclavemesh.v1.RefusalDetail";
 
 /// Every kind a caller can see, in declaration order (without `Unspecified`).
-pub const ALL: [Refusal; 23] = [
+pub const ALL: [Refusal; 25] = [
     Refusal::EnvelopeTampered,
     Refusal::EnvelopeMalformed,
     Refusal::UnsupportedFormat,
@@ -27,6 +27,8 @@ pub const ALL: [Refusal; 23] = [
     Refusal::InvalidRequest,
     Refusal::InvalidInput,
     Refusal::WrongRole,
+    Refusal::InputNotOwnerSealed,
+    Refusal::NoOwnerKey,
     Refusal::KmsAccessDenied,
     Refusal::KmsKeyUnusable,
     Refusal::KmsInvalidCiphertext,
@@ -58,6 +60,8 @@ impl Refusal {
             Refusal::InvalidRequest => "invalid_request",
             Refusal::InvalidInput => "invalid_input",
             Refusal::WrongRole => "wrong_role",
+            Refusal::InputNotOwnerSealed => "input_not_owner_sealed",
+            Refusal::NoOwnerKey => "no_owner_key",
             Refusal::KmsAccessDenied => "kms_access_denied",
             Refusal::KmsKeyUnusable => "kms_key_unusable",
             Refusal::KmsInvalidCiphertext => "kms_invalid_ciphertext",
@@ -89,8 +93,13 @@ impl Refusal {
             | Refusal::InvalidRequest
             | Refusal::InvalidInput
             | Refusal::KmsInvalidCiphertext => Code::InvalidArgument,
-            Refusal::EnvelopeReplayed | Refusal::KeyIdMismatch | Refusal::KmsAccessDenied => Code::PermissionDenied,
-            Refusal::UnknownKeyVersion | Refusal::WrongRole | Refusal::KmsKeyUnusable => Code::FailedPrecondition,
+            Refusal::EnvelopeReplayed
+            | Refusal::KeyIdMismatch
+            | Refusal::KmsAccessDenied
+            | Refusal::InputNotOwnerSealed => Code::PermissionDenied,
+            Refusal::UnknownKeyVersion | Refusal::WrongRole | Refusal::KmsKeyUnusable | Refusal::NoOwnerKey => {
+                Code::FailedPrecondition
+            }
             Refusal::EnvelopeTooLarge | Refusal::Overloaded => Code::ResourceExhausted,
             Refusal::KmsUnavailable | Refusal::AttestationUnavailable | Refusal::AgentUnavailable => Code::Unavailable,
             Refusal::KmsBadResponse | Refusal::Internal | Refusal::InvalidAgentResponse => Code::Internal,

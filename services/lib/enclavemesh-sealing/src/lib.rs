@@ -7,6 +7,9 @@
 //!   every header field bound into the AAD ([`SealHeader`], [`Expectation`],
 //!   [`Limits`]); [`OpenError`] says precisely why an envelope was refused.
 //! * [`envelope_sha256`]: digest for history and audit records.
+//! * [`padding`]: size buckets, so a ciphertext's length does not leak values.
+//! * [`owner`]: the data owner's inputs (data-key AES-GCM) and results (HPKE to the
+//!   owner's key).
 //!
 //! Key material wipes itself on drop and never appears in `Debug` output.
 
@@ -18,6 +21,8 @@ mod error;
 mod header;
 mod key;
 mod keyring;
+pub mod owner;
+pub mod padding;
 mod plaintext;
 
 pub use cipher::{NONCE_LEN, TAG_LEN};

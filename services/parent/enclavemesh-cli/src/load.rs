@@ -45,12 +45,11 @@ pub struct LoadArgs {
     /// A run without a result this many seconds after its start counts as lost.
     #[arg(long, env = "ENCLAVEMESH_LOAD_TIMEOUT_SECS", default_value_t = 300)]
     timeout_secs: u64,
-    /// Starting balance of every run (minor units).
-    #[arg(long, default_value_t = 100_000, allow_negative_numbers = true)]
-    initial_balance: i64,
-    /// Interest per step in basis points.
-    #[arg(long, default_value_t = 250)]
-    rate_bps: u32,
+    /// Every run's input (each sealed by the owner for its own workflow id).
+    #[command(flatten)]
+    input: crate::owner::InputArgs,
+    #[command(flatten)]
+    owner: crate::owner::OwnerArgs,
     /// Report this process's memory at the end, as NAME=PID (repeatable), e.g. agent-a=1234.
     #[arg(
         long = "agent-pid",
@@ -176,6 +175,7 @@ pub async fn run(
     json_out: bool,
 ) -> anyhow::Result<u8> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    let owner_key = Arc::new(args.owner.key()?);
     let client =
         connect_with_retry(address, namespace, &default_identity("enclavemesh-load"), Duration::from_secs(5)).await?;
     let prefix = args.id_prefix.clone().unwrap_or_else(|| {
@@ -203,15 +203,14 @@ pub async fn run(
     let mut set = JoinSet::new();
     for i in 0..args.workflows {
         let permit = sem.clone().acquire_owned().await.context("load semaphore closed")?;
-        let input = WorkflowInput {
-            initial_balance: args.initial_balance,
-            rate_bps: args.rate_bps,
-            steps: args.steps,
-            kms_encrypted_note_b64: None,
-        };
         let (client, tq, wf, done) = (client.clone(), task_queue.to_string(), format!("{prefix}-{i:05}"), done.clone());
+        let (owner, input_args, key, steps) = (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps);
         set.spawn(async move {
-            let outcome = one(client, tq, wf, input, timeout).await;
+            // Sealed per run (it opens for its own workflow id only), before the clock starts.
+            let outcome = match owner.seal(&key, &wf, &input_args).await {
+                Ok(sealed_input_b64) => one(client, tq, wf, WorkflowInput { steps, sealed_input_b64 }, timeout).await,
+                Err(e) => Outcome::NotStarted { reason: format!("sealing the input: {e:#}") },
+            };
             done.fetch_add(1, Ordering::Relaxed);
             drop(permit);
             outcome

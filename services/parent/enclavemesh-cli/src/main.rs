@@ -1,4 +1,5 @@
-//! `enclavemesh`: start and watch `SecureStateLoop` runs, and deliberately reveal one field.
+//! `enclavemesh`: the data owner's client (seal an input, start and watch a
+//! `SecureStateLoop` run, open a result) and the operator's checks (verify, audit).
 //!
 //! All JSON shapes, names and defaults come from `enclavemesh_workflow::types`, the same
 //! definitions the worker registers, so CLI and worker cannot drift apart.
@@ -7,6 +8,7 @@ mod audit;
 mod cloudtrail;
 mod load;
 mod output;
+mod owner;
 mod verify;
 
 use std::process::ExitCode;
@@ -14,11 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{RevealRequest, SealedEnvelope};
+use enclavemesh_proto::v1::SealedEnvelope;
 use enclavemesh_transport::Address;
 use enclavemesh_workflow::connect::{connect_with_retry, default_identity};
-use enclavemesh_workflow::failure::classify_status;
 use enclavemesh_workflow::history::completed_steps;
 use enclavemesh_workflow::types::{
     DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS, EnvelopeJson, Progress, StepSummaryJson,
@@ -64,10 +64,17 @@ struct Config {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a SecureStateLoop run, print each step as it completes, then the result.
+    /// Seal the input on this machine, start a SecureStateLoop run, print each step as it
+    /// completes, then the result and the final balance, opened with the owner key.
     Trigger(TriggerArgs),
-    /// Open a workflow's final envelope in an agent and print ONE field (deliberate plaintext exit).
+    /// Have an agent seal ONE field of a workflow's final state to the owner key, and open
+    /// it here with that key.
     Reveal(RevealArgs),
+    /// Make the data owner's key pair (X25519): a key file, mode 0600; prints its public key.
+    Keygen(KeygenArgs),
+    /// Seal a workflow input for one workflow id (for an owner who is not the one who
+    /// triggers: `trigger --sealed-input FILE --workflow-id ID`). Prints it base64.
+    SealInput(SealInputArgs),
     /// Fetch an agent's tamper-evident audit trail (`audit fetch --agent ADDR > FILE`) or
     /// check one (`audit verify FILE`): names the first removed, edited or reordered record.
     Audit(audit::AuditArgs),
@@ -85,20 +92,23 @@ struct TriggerArgs {
     /// Number of ProcessState steps after InitState.
     #[arg(long, env = "ENCLAVEMESH_STEPS", default_value_t = 1)]
     steps: u32,
-    /// Starting balance in minor units (cents).
-    #[arg(long, env = "ENCLAVEMESH_INITIAL_BALANCE", default_value_t = 100_000, allow_negative_numbers = true)]
-    initial_balance: i64,
-    /// Interest per step in basis points (0..=10000).
-    #[arg(long, env = "ENCLAVEMESH_RATE_BPS", default_value_t = 250)]
-    rate_bps: u32,
-    /// Workflow id (default: a generated unique id).
+    #[command(flatten)]
+    input: owner::InputArgs,
+    #[command(flatten)]
+    owner: owner::OwnerArgs,
+    /// An input sealed elsewhere (`enclavemesh seal-input`, for this --workflow-id):
+    /// then the balance, rate and note flags are not used, and no KMS call is made here.
+    #[arg(long)]
+    sealed_input: Option<std::path::PathBuf>,
+    /// Workflow id (default: a generated unique id; required with --sealed-input).
     #[arg(long, env = "ENCLAVEMESH_WORKFLOW_ID")]
     workflow_id: Option<String>,
-    /// Base64 KMS ciphertext of a private note, made by the data owner under the input key
-    /// (`aws kms encrypt --key-id alias/enclavemesh-input --encryption-context
-    /// enclavemesh-purpose=workflow-input`); only an attested enclave can decrypt it.
-    #[arg(long, env = "ENCLAVEMESH_KMS_ENCRYPTED_NOTE_B64")]
-    kms_encrypted_note_b64: Option<String>,
+    /// Agent the final balance is revealed through (sealed to the owner key, opened here).
+    #[arg(long, env = "ENCLAVEMESH_REVEAL_AGENT", default_value = "tcp://127.0.0.1:5005")]
+    reveal_agent: Address,
+    /// Do not reveal the final balance.
+    #[arg(long)]
+    no_reveal: bool,
     /// Only start the workflow; do not wait for it.
     #[arg(long)]
     no_wait: bool,
@@ -112,9 +122,12 @@ struct RevealArgs {
     /// Agent address holding the key (vsock://CID:PORT, unix:///path, tcp://host:port).
     #[arg(long, env = "ENCLAVEMESH_REVEAL_AGENT")]
     agent: Address,
-    /// Field to reveal: balance, step, rate_bps, history_digest, secret_note or history.
-    #[arg(long)]
-    field: String,
+    /// Field to reveal.
+    #[arg(long, value_enum)]
+    field: owner::Field,
+    /// The owner's key file the result is opened with.
+    #[arg(long, env = "ENCLAVEMESH_OWNER_KEY")]
+    owner_key: std::path::PathBuf,
     /// Workflow whose envelope to open (waits for it to finish).
     #[arg(long)]
     workflow_id: String,
@@ -126,6 +139,30 @@ struct RevealArgs {
     rpc_timeout_secs: u64,
 }
 
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the key file (mode 0600).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Replace an existing key file (results sealed to the old key become unreadable).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct SealInputArgs {
+    /// The workflow the input is for: it opens in no other.
+    #[arg(long)]
+    workflow_id: String,
+    #[command(flatten)]
+    input: owner::InputArgs,
+    #[command(flatten)]
+    owner: owner::OwnerArgs,
+    /// Write it here instead of stdout.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cfg = Config::parse();
@@ -135,6 +172,8 @@ async fn main() -> ExitCode {
     let result = match &cfg.command {
         Command::Trigger(args) => trigger(&cfg, args, &out).instrument(trigger_span(args)).await,
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
+        Command::Keygen(args) => keygen(args, &out),
+        Command::SealInput(args) => seal_input(args).await,
         Command::Audit(args) => audit::run(args, cfg.json).await,
         Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
         Command::Verify(args) => verify::run(args).await,
@@ -214,14 +253,28 @@ async fn client(cfg: &Config) -> anyhow::Result<Client> {
 }
 
 async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {
-    let client = client(cfg).await?;
-    let workflow_id = args.workflow_id.clone().unwrap_or_else(generated_workflow_id);
-    let input = WorkflowInput {
-        initial_balance: args.initial_balance,
-        rate_bps: args.rate_bps,
-        steps: args.steps,
-        kms_encrypted_note_b64: args.kms_encrypted_note_b64.clone(),
+    // The owner's part first, on this machine: nothing reaches Temporal unsealed.
+    let (workflow_id, sealed_input_b64, key) = match &args.sealed_input {
+        Some(path) => {
+            let id = args.workflow_id.clone().context(
+                "--sealed-input needs --workflow-id: a sealed input opens only for the workflow it was sealed for",
+            )?;
+            let key = if args.no_reveal {
+                None
+            } else {
+                args.owner.owner_key.as_ref().map(|_| args.owner.key()).transpose()?
+            };
+            (id, owner::read_sealed_input(path)?, key)
+        }
+        None => {
+            let id = args.workflow_id.clone().unwrap_or_else(generated_workflow_id);
+            let key = args.owner.key()?;
+            let sealed = args.owner.seal(&key, &id, &args.input).await?;
+            (id, sealed, Some(key))
+        }
     };
+    let client = client(cfg).await?;
+    let input = WorkflowInput { steps: args.steps, sealed_input_b64 };
     tracing::Span::current().record("workflow.id", workflow_id.as_str());
     let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
         .maybe_header(enclavemesh_workflow::trace_header::start_header())
@@ -265,6 +318,9 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
                 out.step(s, total);
             }
             out.completed(&output, &run_id, &link)?;
+            if let (Some(key), false) = (&key, args.no_reveal) {
+                reveal_balance(args, key, &workflow_id, &output, out).await;
+            }
             Ok(0)
         }
         Err(WorkflowGetResultError::Failed(err)) => {
@@ -298,7 +354,37 @@ async fn progress(handle: &LoopHandle) -> Option<Vec<StepSummaryJson>> {
     Some(completed_steps(&events).ok()?.into_iter().map(|s| s.summary).collect())
 }
 
+/// The final balance, sealed by the agent to the owner key and opened here. A failure
+/// here does not undo the run: it is reported, with the command that retries it.
+async fn reveal_balance(
+    args: &TriggerArgs,
+    key: &enclavemesh_owner::OwnerKey,
+    workflow_id: &str,
+    o: &WorkflowOutput,
+    out: &Out,
+) {
+    let field = owner::Field::Balance;
+    let opened = match SealedEnvelope::try_from(&o.final_envelope) {
+        Ok(state) => owner::reveal(&args.reveal_agent, key, workflow_id, state, field, Duration::from_secs(10)).await,
+        Err(e) => Err(e.into()),
+    };
+    match opened {
+        Ok(Ok(value)) => out.final_balance(workflow_id, o.final_envelope.step, field.name(), &value),
+        Ok(Err(f)) => out.error(&format!(
+            "the balance was not revealed ({}: {}); retry: enclavemesh reveal --agent ADDR --field balance --workflow-id {workflow_id}",
+            f.kind.label(),
+            f.message
+        )),
+        Err(e) => out.error(&format!(
+            "the balance was not revealed through {} ({e:#}); retry: enclavemesh reveal --agent ADDR --field balance \
+             --workflow-id {workflow_id}",
+            args.reveal_agent
+        )),
+    }
+}
+
 async fn reveal(cfg: &Config, args: &RevealArgs, out: &Out) -> anyhow::Result<u8> {
+    let key = enclavemesh_owner::OwnerKey::load(&args.owner_key)?;
     let client = client(cfg).await?;
     let handle: LoopHandle = client.get_workflow_handle::<SecureStateLoopRun>(args.workflow_id.clone());
     let envelope: EnvelopeJson = match handle.get_result(WorkflowGetResultOptions::default()).await {
@@ -320,25 +406,35 @@ async fn reveal(cfg: &Config, args: &RevealArgs, out: &Out) -> anyhow::Result<u8
         }
     };
     let state = SealedEnvelope::try_from(&envelope)?;
-    let channel = enclavemesh_transport::channel(&args.agent)?;
-    let mut agent = AgentServiceClient::new(channel);
-    let mut req = tonic::Request::new(RevealRequest {
-        workflow_id: args.workflow_id.clone(),
-        expected_step: envelope.step,
-        state: Some(state),
-        field: args.field.clone(),
-    });
     let timeout = Duration::from_secs(args.rpc_timeout_secs.max(1));
-    req.set_timeout(timeout);
-    let resp = match tokio::time::timeout(timeout, agent.reveal(req)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(status)) => {
-            let f = classify_status(&status);
-            out.failed(&args.workflow_id, "", &Failure::typed(f.kind.label(), &f.message, !f.retryable()), "");
-            return Ok(EXIT_FAILED);
+    match owner::reveal(&args.agent, &key, &args.workflow_id, state, args.field, timeout).await? {
+        Ok(value) => {
+            out.revealed(&args.workflow_id, envelope.step, args.field.name(), &value);
+            Ok(0)
         }
-        Err(_) => bail!("Reveal on {} did not answer within {timeout:?}", args.agent),
-    };
-    out.revealed(&args.workflow_id, envelope.step, &resp.field, &resp.value);
+        Err(f) => {
+            out.failed(&args.workflow_id, "", &Failure::typed(f.kind.label(), &f.message, !f.retryable()), "");
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+fn keygen(args: &KeygenArgs, out: &Out) -> anyhow::Result<u8> {
+    let key = enclavemesh_owner::OwnerKey::generate();
+    key.save(&args.out, args.force)?;
+    use base64::Engine as _;
+    out.keygen(&args.out.display().to_string(), &base64::engine::general_purpose::STANDARD.encode(key.public()));
+    Ok(0)
+}
+
+async fn seal_input(args: &SealInputArgs) -> anyhow::Result<u8> {
+    let key = args.owner.key()?;
+    let sealed = args.owner.seal(&key, &args.workflow_id, &args.input).await?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, format!("{sealed}\n")).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{sealed}"),
+    }
     Ok(0)
 }

@@ -169,6 +169,24 @@ impl Out {
         }
     }
 
+    /// The trigger's last line: the final balance, opened here with the owner key.
+    pub fn final_balance(&self, workflow_id: &str, step: u64, field: &str, value: &str) {
+        if self.json {
+            self.revealed(workflow_id, step, field, value);
+        } else {
+            println!("  final balance:         {value} (sealed by the agent to the owner key, opened here)");
+        }
+    }
+
+    pub fn keygen(&self, path: &str, public_key_b64: &str) {
+        if self.json {
+            self.line(json!({"event": "keygen", "path": path, "public_key": public_key_b64}));
+        } else {
+            println!("owner key written to {path} (keep it private: it opens every result)");
+            println!("public key: {public_key_b64}");
+        }
+    }
+
     pub fn error(&self, msg: &str) {
         if self.json {
             self.line(json!({"event": "error", "message": msg}));

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use enclavemesh_proto::DEFAULT_MAX_MESSAGE_BYTES;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope, StepSummary};
+use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope, SealedInput, StepSummary};
+
+/// Largest sealed input passed to Init (the agent's own limit is 64 KiB of ciphertext).
+const MAX_SEALED_INPUT_BYTES: usize = 80 * 1024;
 use enclavemesh_transport::Address;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -204,18 +207,18 @@ impl AgentActivities {
     ) -> Result<StepOutput, ActivityError> {
         let span = activity_span(INIT_STATE_ACTIVITY, &ctx, &input.workflow_id, 0, "agent-a");
         let run = async {
-            let note = match &input.kms_encrypted_note_b64 {
-                Some(b64) => B64.decode(b64.trim()).map_err(|e| {
-                    CallFailure::new(Refusal::InvalidRequest, format!("kms_encrypted_note_b64 is not base64: {e}"))
-                })?,
-                None => Vec::new(),
-            };
-            let req = self.request(InitRequest {
-                workflow_id: input.workflow_id.clone(),
-                initial_balance: input.initial_balance,
-                rate_bps: input.rate_bps,
-                kms_encrypted_note: note,
-            });
+            // Passed through as it came: the worker cannot open it, only check its shape.
+            let bytes = B64.decode(input.sealed_input_b64.trim()).map_err(|e| {
+                CallFailure::new(Refusal::InputNotOwnerSealed, format!("sealed_input_b64 is not base64: {e}"))
+            })?;
+            let sealed: SealedInput =
+                enclavemesh_proto::decode_bounded(&bytes, MAX_SEALED_INPUT_BYTES).map_err(|e| {
+                    CallFailure::new(
+                        Refusal::InputNotOwnerSealed,
+                        format!("sealed_input_b64 is not a SealedInput: {e}"),
+                    )
+                })?;
+            let req = self.request(InitRequest { workflow_id: input.workflow_id.clone(), input: Some(sealed) });
             let mut agent = self.agent_a.clone();
             let resp = self.call(agent.init(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, 0)

@@ -18,7 +18,6 @@ use temporalio_sdk::{
 
 use crate::activities::AgentActivities;
 use enclavemesh_proto::Refusal;
-use enclavemesh_proto::limits::MAX_RATE_BPS;
 use enclavemesh_workflow::failure::non_retryable_types;
 use enclavemesh_workflow::types::{
     INIT_STATE_ACTIVITY, InitStateInput, MAX_STEPS, PROCESS_STATE_ACTIVITY, ProcessStateInput, Progress, StepFailure,
@@ -63,26 +62,19 @@ impl SecureStateLoop {
     /// Runs InitState then `steps` x ProcessState; returns the last envelope + all summaries.
     #[run(name = "SecureStateLoop")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<WorkflowOutput> {
-        if input.steps > MAX_STEPS || input.rate_bps > MAX_RATE_BPS {
-            return Err(ApplicationFailure::builder(format!(
-                "steps must be <= {MAX_STEPS} and rate_bps <= {MAX_RATE_BPS} (got steps={}, rate_bps={})",
-                input.steps, input.rate_bps
-            ))
-            .type_name(Refusal::InvalidRequest.label().to_string())
-            .non_retryable(true)
-            .build()
-            .into());
+        if input.steps > MAX_STEPS {
+            return Err(ApplicationFailure::builder(format!("steps must be <= {MAX_STEPS} (got {})", input.steps))
+                .type_name(Refusal::InvalidRequest.label().to_string())
+                .non_retryable(true)
+                .build()
+                .into());
         }
         let workflow_id = ctx.workflow_id().to_string();
         ctx.state_mut(|s| s.progress.total_steps = u64::from(input.steps) + 1);
         let options = activity_options();
 
-        let init = InitStateInput {
-            workflow_id: workflow_id.clone(),
-            initial_balance: input.initial_balance,
-            rate_bps: input.rate_bps,
-            kms_encrypted_note_b64: input.kms_encrypted_note_b64.clone(),
-        };
+        let init =
+            InitStateInput { workflow_id: workflow_id.clone(), sealed_input_b64: input.sealed_input_b64.clone() };
         let mut last = match ctx.execute_activity(AgentActivities::init_state, init, options.clone()).await {
             Ok(out) => out,
             Err(e) => return Err(step_failed(ctx, e, 0, INIT_STATE_ACTIVITY, None)),

@@ -24,7 +24,8 @@ use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 const TASK_QUEUE: &str = "enclavemesh-refusals";
 
 async fn start(client: &Client, id: &str) -> WorkflowHandle<Client, SecureStateLoopRun> {
-    let input = WorkflowInput { initial_balance: 1000, rate_bps: 100, steps: 2, kms_encrypted_note_b64: None };
+    let input =
+        WorkflowInput { steps: 2, sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64() };
     client.start_workflow(SecureStateLoopRun, input, WorkflowStartOptions::new(TASK_QUEUE, id).build()).await.unwrap()
 }
 

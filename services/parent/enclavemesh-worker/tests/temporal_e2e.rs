@@ -37,7 +37,7 @@ async fn start(
     id: &str,
     steps: u32,
 ) -> temporalio_client::WorkflowHandle<Client, <SecureStateLoop as HasWorkflowDefinition>::Run> {
-    let input = WorkflowInput { initial_balance: 100_000, rate_bps: 250, steps, kms_encrypted_note_b64: None };
+    let input = WorkflowInput { steps, sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64() };
     client
         .start_workflow(SecureStateLoop::run, input, WorkflowStartOptions::new(TASK_QUEUE, id).build())
         .await

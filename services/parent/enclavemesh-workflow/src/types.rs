@@ -33,19 +33,16 @@ fn default_steps() -> u32 {
     1
 }
 
-/// Input of `SecureStateLoop`.
+/// Input of `SecureStateLoop`: how many steps (public), and the data owner's input,
+/// sealed on the owner's client for this workflow id. Temporal, the worker and the host
+/// see only that ciphertext; balance, rate and note are inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowInput {
-    /// Starting balance in minor units.
-    pub initial_balance: i64,
-    /// Interest per B-step in basis points (0..=10000).
-    pub rate_bps: u32,
     /// Number of B-steps (`ProcessState` calls) after `InitState`.
     #[serde(default = "default_steps")]
     pub steps: u32,
-    /// Optional KMS ciphertext (base64) of a private note; opaque to Temporal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kms_encrypted_note_b64: Option<String>,
+    /// The encoded `enclavemesh.v1.SealedInput`, base64.
+    pub sealed_input_b64: String,
 }
 
 /// A `SealedEnvelope` as JSON: the authenticated header in clear, nonce and ciphertext base64.
@@ -141,14 +138,12 @@ impl From<StepSummary> for StepSummaryJson {
     }
 }
 
-/// Input of the `InitState` activity.
+/// Input of the `InitState` activity: the owner's sealed input, passed through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitStateInput {
     pub workflow_id: String,
-    pub initial_balance: i64,
-    pub rate_bps: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kms_encrypted_note_b64: Option<String>,
+    /// The encoded `enclavemesh.v1.SealedInput`, base64.
+    pub sealed_input_b64: String,
 }
 
 /// Input of the `ProcessState` activity.
@@ -229,9 +224,9 @@ mod tests {
 
     #[test]
     fn workflow_input_defaults() {
-        let input: WorkflowInput = serde_json::from_str(r#"{"initial_balance":100,"rate_bps":5}"#).unwrap();
+        let input: WorkflowInput = serde_json::from_str(r#"{"sealed_input_b64":"AAAA"}"#).unwrap();
         assert_eq!(input.steps, 1);
-        assert_eq!(input.kms_encrypted_note_b64, None);
+        assert_eq!(input.sealed_input_b64, "AAAA");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! key policy, and a wrong role only changes which agent logic an honest image runs.
 
 use enclavemesh_proto::limits::is_agent_name;
-use enclavemesh_proto::v1::AgentConfigResponse;
+use enclavemesh_proto::v1::{AgentConfigResponse, AgentKind};
 use enclavemesh_transport::Address;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -32,14 +32,27 @@ pub enum Selector {
 pub struct AgentRole {
     pub selector: Selector,
     pub name: String,
-    pub kind: String,
+    pub kind: AgentKind,
+}
+
+/// `ledger-init` / `interest`, as the agent's own `--kind` spells them.
+fn parse_kind(s: &str) -> Option<AgentKind> {
+    match s {
+        "ledger-init" => Some(AgentKind::LedgerInit),
+        "interest" => Some(AgentKind::Interest),
+        _ => None,
+    }
 }
 
 impl FromStr for AgentRole {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage = || format!("'{s}': expected CID=NAME:KIND or *=NAME:KIND, e.g. 16=agent-a:ledger-init");
+        let usage = || {
+            format!(
+                "'{s}': expected CID=NAME:KIND or *=NAME:KIND (KIND ledger-init or interest), e.g. 16=agent-a:ledger-init"
+            )
+        };
         let (sel, role) = s.split_once('=').ok_or_else(usage)?;
         let (name, kind) = role.split_once(':').ok_or_else(usage)?;
         let selector = match sel.trim() {
@@ -47,10 +60,11 @@ impl FromStr for AgentRole {
             cid => Selector::Cid(cid.parse().map_err(|_| usage())?),
         };
         // The agent checks what it is handed by the same rule (enclavemesh_proto::limits).
-        if !is_agent_name(name.trim()) || !is_agent_name(kind.trim()) {
+        if !is_agent_name(name.trim()) {
             return Err(usage());
         }
-        Ok(AgentRole { selector, name: name.trim().to_string(), kind: kind.trim().to_string() })
+        let kind = parse_kind(kind.trim()).ok_or_else(usage)?;
+        Ok(AgentRole { selector, name: name.trim().to_string(), kind })
     }
 }
 
@@ -100,8 +114,8 @@ impl AgentDirectory {
             return Err(unreadable(format!("{len} bytes, more than {MAX_TSK_FILE_BYTES}")));
         }
         let tsk_file = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-        tracing::info!(agent = %role.name, kind = %role.kind, peer = %who, "agent configuration handed out");
-        Ok(AgentConfigResponse { name: role.name.clone(), kind: role.kind.clone(), tsk_file })
+        tracing::info!(agent = %role.name, kind = role.kind.as_str_name(), peer = %who, "agent configuration handed out");
+        Ok(AgentConfigResponse { name: role.name.clone(), kind: role.kind as i32, tsk_file })
     }
 }
 
@@ -120,9 +134,9 @@ mod tests {
     #[test]
     fn roles_parse_and_refuse_nonsense() {
         let r: AgentRole = "16=agent-a:ledger-init".parse().unwrap();
-        assert_eq!(r, AgentRole { selector: Selector::Cid(16), name: "agent-a".into(), kind: "ledger-init".into() });
+        assert_eq!(r, AgentRole { selector: Selector::Cid(16), name: "agent-a".into(), kind: AgentKind::LedgerInit });
         assert_eq!("*=b:interest".parse::<AgentRole>().unwrap().selector, Selector::Any);
-        for bad in ["16", "16=agent-a", "x=a:b", "16=:b", "16=a b:c", "16=a:"] {
+        for bad in ["16", "16=agent-a", "x=a:b", "16=:b", "16=a b:c", "16=a:", "16=a:root-shell"] {
             let e = bad.parse::<AgentRole>().unwrap_err();
             assert!(e.contains("CID=NAME:KIND"), "{bad}: {e}");
         }
@@ -135,7 +149,7 @@ mod tests {
         std::fs::write(&tsk, "v1:AAAA\n").unwrap();
         let d = dir(&["16=agent-a:ledger-init", "17=agent-b:interest"], Some(tsk.clone()));
         let a = d.config_for(Some(&vsock(16))).unwrap();
-        assert_eq!((a.name.as_str(), a.kind.as_str(), a.tsk_file.as_str()), ("agent-a", "ledger-init", "v1:AAAA\n"));
+        assert_eq!((a.name.as_str(), a.kind(), a.tsk_file.as_str()), ("agent-a", AgentKind::LedgerInit, "v1:AAAA\n"));
         assert_eq!(d.config_for(Some(&vsock(17))).unwrap().name, "agent-b");
         let e = d.config_for(Some(&vsock(18))).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);

@@ -38,25 +38,6 @@ use crate::sidecar::SidecarClient;
 use pin::KeyPin;
 use tls::KmsTrust;
 
-/// Encryption-context key naming what a ciphertext is for.
-pub const PURPOSE: &str = "enclavemesh-purpose";
-/// Encryption-context key of a TSK version.
-pub const TSK_VERSION: &str = "enclavemesh-tsk-version";
-/// `PURPOSE` of a TSK (made by `scripts/setup-kms.sh` with GenerateDataKeyWithoutPlaintext).
-pub const PURPOSE_TSK: &str = "tsk";
-/// `PURPOSE` of a data owner's workflow input.
-pub const PURPOSE_INPUT: &str = "workflow-input";
-
-/// The encryption context TSK version `version` was made with.
-pub fn tsk_context(version: u32) -> HashMap<String, String> {
-    HashMap::from([(PURPOSE.into(), PURPOSE_TSK.into()), (TSK_VERSION.into(), version.to_string())])
-}
-
-/// The encryption context of a data owner's input.
-pub fn input_context() -> HashMap<String, String> {
-    HashMap::from([(PURPOSE.into(), PURPOSE_INPUT.into())])
-}
-
 /// Why a KMS call on the enclave's behalf failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsCallError {
@@ -286,13 +267,5 @@ mod tests {
         assert_eq!(refusal_for("ThrottlingException"), Refusal::KmsUnavailable);
         assert!(refusal_for("ThrottlingException").retryable() && !refusal_for("DisabledException").retryable());
         assert_eq!(refusal_for("SomethingNew"), Refusal::KmsBadResponse);
-    }
-
-    #[test]
-    fn contexts_name_purpose_and_version() {
-        assert_eq!(tsk_context(3)[TSK_VERSION], "3");
-        assert_eq!(tsk_context(3)[PURPOSE], PURPOSE_TSK);
-        assert_eq!(input_context()[PURPOSE], PURPOSE_INPUT);
-        assert_ne!(tsk_context(1), input_context());
     }
 }

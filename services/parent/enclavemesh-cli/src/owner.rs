@@ -1,0 +1,165 @@
+//! The data owner's side of the CLI: the owner key, the input sealed on this machine,
+//! results opened on this machine. `trigger` is the owner's client: it may run off the
+//! host, and nothing it sends (to Temporal) or receives (from Reveal) is plaintext.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, ValueEnum};
+use enclavemesh_owner::OwnerKey;
+use enclavemesh_owner::kms::KmsTarget;
+use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
+use enclavemesh_proto::v1::{RevealField, RevealRequest, SealedEnvelope, SealedInput, WorkflowInput};
+use enclavemesh_transport::Address;
+use enclavemesh_workflow::failure::{CallFailure, classify_status};
+use prost::Message as _;
+use zeroize::Zeroizing;
+
+/// Where the owner's key and KMS are.
+#[derive(Debug, Clone, Args)]
+pub struct OwnerArgs {
+    /// The owner's key file (`enclavemesh keygen --out FILE`): its public key goes into
+    /// the sealed input, and results are sealed to it.
+    #[arg(long, env = "ENCLAVEMESH_OWNER_KEY")]
+    pub owner_key: Option<PathBuf>,
+    /// The input KMS key (ARN, id or alias) the input is sealed under.
+    #[arg(long, env = "ENCLAVEMESH_INPUT_KEY", default_value = "alias/enclavemesh-input")]
+    pub input_key: String,
+    /// KMS endpoint (dev: https://localhost:4599, the kms-emulator); default the region's.
+    #[arg(long, env = "ENCLAVEMESH_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+    /// PEM roots to trust for KMS instead of the system's (dev: .dev/dev-ca/root.pem).
+    #[arg(long, env = "ENCLAVEMESH_KMS_CA_BUNDLE")]
+    pub kms_ca_bundle: Option<PathBuf>,
+    /// KMS region (default: AWS_REGION / the profile's, else us-east-1).
+    #[arg(long, env = "ENCLAVEMESH_KMS_REGION")]
+    pub kms_region: Option<String>,
+}
+
+/// What goes into a sealed input.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Starting balance in minor units (cents). Sealed: never visible to the host.
+    #[arg(long, env = "ENCLAVEMESH_INITIAL_BALANCE", default_value_t = 100_000, allow_negative_numbers = true)]
+    pub initial_balance: i64,
+    /// Interest per step in basis points (0..=10000). Sealed.
+    #[arg(long, env = "ENCLAVEMESH_RATE_BPS", default_value_t = 250)]
+    pub rate_bps: u32,
+    /// A private note carried in the state. Sealed.
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+/// Reveal's fields, as the CLI spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Field {
+    Balance,
+    Step,
+    #[value(alias = "rate_bps")]
+    RateBps,
+    #[value(alias = "history_digest")]
+    HistoryDigest,
+    #[value(alias = "secret_note")]
+    SecretNote,
+    History,
+}
+
+impl Field {
+    pub fn wire(self) -> RevealField {
+        match self {
+            Field::Balance => RevealField::Balance,
+            Field::Step => RevealField::Step,
+            Field::RateBps => RevealField::RateBps,
+            Field::HistoryDigest => RevealField::HistoryDigest,
+            Field::SecretNote => RevealField::SecretNote,
+            Field::History => RevealField::History,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Balance => "balance",
+            Field::Step => "step",
+            Field::RateBps => "rate_bps",
+            Field::HistoryDigest => "history_digest",
+            Field::SecretNote => "secret_note",
+            Field::History => "history",
+        }
+    }
+}
+
+impl OwnerArgs {
+    pub fn key(&self) -> anyhow::Result<OwnerKey> {
+        let path = self.owner_key.as_deref().context(
+            "no owner key: pass --owner-key FILE (or ENCLAVEMESH_OWNER_KEY); make one with `enclavemesh keygen --out FILE`",
+        )?;
+        Ok(OwnerKey::load(path)?)
+    }
+
+    async fn kms(&self) -> anyhow::Result<aws_sdk_kms::Client> {
+        let target = KmsTarget {
+            endpoint: self.kms_endpoint.clone(),
+            ca_bundle: self.kms_ca_bundle.clone(),
+            region: self.kms_region.clone(),
+        };
+        Ok(enclavemesh_owner::kms::client(&target, None).await?)
+    }
+
+    /// Seals `input` for `workflow_id` with this owner's key and KMS: base64 of the SealedInput.
+    pub async fn seal(&self, key: &OwnerKey, workflow_id: &str, input: &InputArgs) -> anyhow::Result<String> {
+        let plain = WorkflowInput {
+            initial_balance: input.initial_balance,
+            rate_bps: input.rate_bps,
+            secret_note: input.note.clone(),
+            owner_public_key: key.public().to_vec(),
+        };
+        let kms = self.kms().await?;
+        let sealed = enclavemesh_owner::seal_input(&kms, &self.input_key, workflow_id, &plain).await;
+        let mut plain = plain;
+        zeroize::Zeroize::zeroize(&mut plain.secret_note);
+        Ok(B64.encode(sealed?.encode_to_vec()))
+    }
+}
+
+/// A sealed input made elsewhere (`enclavemesh seal-input`), checked for shape.
+pub fn read_sealed_input(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the sealed input {}", path.display()))?;
+    let b64 = text.trim().to_string();
+    let bytes = B64.decode(b64.as_bytes()).with_context(|| format!("{} is not base64", path.display()))?;
+    let sealed: SealedInput = enclavemesh_proto::decode_bounded(&bytes, 80 * 1024)
+        .with_context(|| format!("{} is not a sealed input (enclavemesh seal-input)", path.display()))?;
+    if sealed.sealed.is_none() {
+        bail!("{} holds an empty sealed input", path.display());
+    }
+    Ok(b64)
+}
+
+/// Calls Reveal on `agent` and opens the result with the owner's key: the value, or the
+/// agent's refusal.
+pub async fn reveal(
+    agent: &Address,
+    key: &OwnerKey,
+    workflow_id: &str,
+    state: SealedEnvelope,
+    field: Field,
+    timeout: Duration,
+) -> anyhow::Result<Result<Zeroizing<String>, CallFailure>> {
+    let step = state.step;
+    let mut client = AgentServiceClient::new(enclavemesh_transport::channel(agent)?);
+    let mut req = tonic::Request::new(RevealRequest {
+        workflow_id: workflow_id.to_string(),
+        expected_step: step,
+        state: Some(state),
+        field: field.wire() as i32,
+    });
+    req.set_timeout(timeout);
+    let resp = match tokio::time::timeout(timeout, client.reveal(req)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(status)) => return Ok(Err(classify_status(&status))),
+        Err(_) => bail!("Reveal on {agent} did not answer within {timeout:?}"),
+    };
+    let sealed = resp.result.context("the agent's Reveal answer holds no sealed result")?;
+    Ok(Ok(enclavemesh_owner::open_result(key, workflow_id, step, field.wire(), &sealed)?))
+}
