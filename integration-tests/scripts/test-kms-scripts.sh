@@ -265,11 +265,22 @@ check "policy unchanged after refused removal" eq "$(allowed_pcr0s "$key_arn")" 
 check_fails "remove a PCR0 not in the list refused" run_to "$out" setup_policy --remove "$pcr_c"
 
 # --from-build reads build/enclave.eif.json as enclave-image/build.sh writes it.
+# Dev mode measures the real image: the docker-free EIF (here around a stand-in agent).
 printf '#!/bin/sh\nexit 0\n' >"$tmp/fake-agent"
 chmod +x "$tmp/fake-agent"
-check "build.sh --dev writes measurements" run_to "$out" "$ROOT/enclave-image/build.sh" --dev --agent-bin "$tmp/fake-agent" --out-dir "$tmp/build"
-pcr_fake="$(sha384sum "$tmp/fake-agent" | cut -d' ' -f1)"
-check "measurements PCR0 = sha384 of the binary" eq "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' "$tmp/build/enclave.eif.json")" "$pcr_fake"
+pcr0_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' "$1"; }
+build_dev() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$1" --out-dir "$2"; }
+check "build.sh --dev writes the EIF and its measurements" run_to "$out" build_dev "$tmp/fake-agent" "$tmp/build"
+check "the EIF is there" test -s "$tmp/build/enclave.eif"
+pcr_fake="$(pcr0_of "$tmp/build/enclave.eif.json")"
+check "PCR0 is a SHA-384" eq "${#pcr_fake}" 96
+check "rebuild" run_to "$out" build_dev "$tmp/fake-agent" "$tmp/build-again"
+check "same inputs: same PCR0" eq "$(pcr0_of "$tmp/build-again/enclave.eif.json")" "$pcr_fake"
+check "same inputs: same bytes" cmp -s "$tmp/build/enclave.eif" "$tmp/build-again/enclave.eif"
+printf '#!/bin/sh\nexit 1\n' >"$tmp/fake-agent-2"
+chmod +x "$tmp/fake-agent-2"
+check "one changed byte: builds" run_to "$out" build_dev "$tmp/fake-agent-2" "$tmp/build-changed"
+check_fails "one changed byte: another PCR0" eq "$(pcr0_of "$tmp/build-changed/enclave.eif.json")" "$pcr_fake"
 check "add --from-build" run_to "$out" setup_policy --add --from-build --measurements "$tmp/build/enclave.eif.json"
 check "from-build: list == [B, fake]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_b" "$pcr_fake")"
 check "replace --from-build" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"

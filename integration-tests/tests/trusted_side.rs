@@ -344,3 +344,40 @@ async fn a_disabled_input_key_refuses_the_input_as_kms_key_unusable_not_as_an_en
     admin.enable_key().key_id(&mesh.tsk.input_key_arn).send().await.unwrap();
     init(&mut a, note).await.expect("Init with the input once the key is enabled again");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_agent_reports_a_built_images_measurements_and_refuses_a_bad_file() {
+    // Dev mode measures the real image: the simulated NSM reports build/enclave.eif.json's PCRs.
+    let (pcr0, pcr1, pcr2) = (random_pcr0(), random_pcr0(), random_pcr0());
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let json = serde_json::json!({"Measurements": {
+        "HashAlgorithm": "Sha384 { ... }", "PCR0": pcr0, "PCR1": pcr1, "PCR2": pcr2}});
+    let file = mesh.logs_dir().join("enclave.eif.json");
+    std::fs::write(&file, json.to_string()).unwrap();
+    let (mut cmd, sock) = mesh.agent_command("agent-eif", "interest", None);
+    cmd.arg("--sim-measurements").arg(&file);
+    let mut agent = Proc::spawn("agent-eif", cmd, mesh.logs_dir());
+    enclavemesh_harness::proc::wait_for("agent-eif", Duration::from_secs(60), || {
+        agent.assert_running();
+        sock.exists()
+    });
+    let d = client(&sock).describe(DescribeRequest {}).await.unwrap().into_inner();
+    assert_eq!(d.pcr0_hex, pcr0, "the agent attests the built image's PCR0");
+    let doc = client(&sock)
+        .attest(AttestRequest { nonce: vec![1; 16], user_data: vec![] })
+        .await
+        .unwrap()
+        .into_inner()
+        .attestation_document;
+    let doc = enclavemesh_attestation::AttestationDocument::parse_unverified(&doc).unwrap();
+    assert_eq!((doc.pcr_hex(1), doc.pcr_hex(2)), (Some(pcr1), Some(pcr2)));
+
+    // A file that is not nitro-cli's shape stops the agent, naming the flag and the fix.
+    std::fs::write(&file, r#"{"Measurements": {"PCR0": "abc"}}"#).unwrap();
+    let (mut cmd, _) = mesh.agent_command("agent-bad", "interest", None);
+    cmd.arg("--sim-measurements").arg(&file);
+    let mut bad = Proc::spawn("agent-bad", cmd, mesh.logs_dir());
+    assert!(!bad.wait_exit(Duration::from_secs(30)).success());
+    let log = bad.logs();
+    assert!(log.contains("--sim-measurements") && log.contains("enclave-image/build.sh"), "{log}");
+}

@@ -83,6 +83,17 @@ SIDECAR_PATH = {"p50": 303.8, "p99": 812.6}
 for q in ["p50", "p99"]:
     row("5 bootstrap", f"agent start to key ring, tunnel + TLS in the enclave, {q}", f"bootstrap_{q}_ms", "ms",
         f"sidecar path {q} (3099b7d)", SIDECAR_PATH[q], 2.0, False)
+# The real EIF booted in QEMU (TCG on this machine: no KVM inside the VM), next to process
+# mode measured in the same run: boot-to-ready (kernel, init, NSM attestation, TSK release)
+# against the process-mode bootstrap, and the Process hop over hybrid vsock into the guest
+# against the same hop over a unix socket to a process-mode agent. Informational: the guest
+# runs under software emulation here.
+accel = r.get("qemu_accel", "?")
+row("7 QEMU enclave", f"EIF boot to key ring ready ({accel}) p50", "qemu_boot_p50_ms", "ms",
+    "process-mode bootstrap p50", "bootstrap_p50_ms")
+row("7 QEMU enclave", f"Process hop over hybrid vsock into the guest ({accel}) p50", "qemu_hop_hvsock_p50_us", "µs",
+    "process-mode agent over unix p50", "qemu_hop_unix_p50_us")
+row("7 QEMU enclave", f"Process hop over hybrid vsock ({accel}) p99", "qemu_hop_hvsock_p99_us", "µs", "", None)
 for k, fig in [("agent_rss_idle_kib", "agent RSS idle"), ("agent_rss_hop_kib", "agent RSS, hop load"),
                ("agent_rss_sustained_kib", f"agent RSS, sustained ({r.get('agent_sustained_calls', '?')} more Process calls, audit trail at its cap)"),
                ("agent_rss_loop_kib", "agent RSS, loop load"), ("agent_rss_hwm_kib", "agent RSS peak (VmHWM, incl. bootstrap)")]:

@@ -138,6 +138,11 @@ fn wait_listening(addr: &Address) {
             std::net::TcpStream::connect(hp.as_str()).is_ok()
         }),
         Address::Unix(p) => enclavemesh_harness::wait_for_path(p, Duration::from_secs(10)),
+        Address::HybridVsock { .. } => {
+            if let Some(p) = addr.hybrid_listen_path() {
+                enclavemesh_harness::wait_for_path(&p, Duration::from_secs(10));
+            }
+        }
         Address::Vsock { .. } => {}
     }
 }

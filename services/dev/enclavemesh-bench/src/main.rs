@@ -10,6 +10,7 @@ mod bootstrap;
 mod echo;
 mod fake;
 mod hop;
+mod qemu;
 mod rss;
 mod stats;
 mod temporal_loop;
@@ -31,6 +32,8 @@ enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     /// One enclave hop: unary Process with ~1 KiB state over unix and TCP vs raw ping-pong.
     Hop(hop::HopArgs),
+    /// The real EIF in QEMU: boot-to-ready, and a Process hop over hybrid vsock vs unix.
+    Qemu(qemu::QemuArgs),
     /// SecureStateLoop through Temporal vs the same workflow on no-crypto pass-through agents.
     Loop(temporal_loop::LoopArgs),
     /// (internal) Raw socket ping-pong server: reads REQ bytes, answers RESP bytes.
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     match cfg.command {
         Command::Bootstrap(a) => bootstrap::run(a),
         Command::Hop(a) => hop::run(a),
+        Command::Qemu(a) => qemu::run(a),
         Command::Loop(a) => temporal_loop::run(a),
         Command::Echo { listen, req, resp } => echo::serve(&listen, req, resp),
         Command::FakeAgent { listen, name } => fake::serve(&listen, name),

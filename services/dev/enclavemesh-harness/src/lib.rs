@@ -8,6 +8,7 @@
 // A harness is test code: a setup that cannot happen is a failed test, said loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod enclave_qemu;
 pub mod fake_agent;
 pub mod fake_stack;
 pub mod in_process_worker;

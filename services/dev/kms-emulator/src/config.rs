@@ -32,7 +32,9 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
 
     /// Root certificate (DER or PEM) attestation documents must chain to, or the word
-    /// `aws-nitro-root-g1` for the real AWS Nitro Enclaves root. Default: the dev CA root
+    /// `aws-nitro-root-g1` for the real AWS Nitro Enclaves root, or `qemu-unsigned` (TESTS
+    /// ONLY: QEMU's nitro-enclave machine, whose documents are not signed; PCRs, nonce,
+    /// freshness and debug mode are still checked). Default: the dev CA root
     /// $ENCLAVEMESH_DEV_DIR/dev-ca/root.der (created if missing, like the simulated NSM does).
     #[arg(long, env = "KMS_EMULATOR_ATTESTATION_ROOT")]
     pub attestation_root: Option<String>,
@@ -78,9 +80,7 @@ impl Config {
             &self.dev_dir.join("credentials"),
         )?;
         let trust_anchor = match self.attestation_root.as_deref() {
-            Some("aws-nitro-root-g1") => TrustAnchor::AwsNitroRootG1,
-            Some(path) => TrustAnchor::from_file(std::path::Path::new(path))
-                .map_err(|e| EmulatorError::TrustAnchor(e.to_string()))?,
+            Some(arg) => TrustAnchor::from_arg(arg).map_err(|e| EmulatorError::TrustAnchor(e.to_string()))?,
             None => dev_ca.trust_anchor(),
         };
         Ok(EmulatorConfig {

@@ -21,6 +21,13 @@ async fn main() -> anyhow::Result<()> {
         allow_debug_attestation = em_cfg.allow_debug_attestation,
         "kms-emulator starting"
     );
+    if em_cfg.trust_anchor.is_unsigned() {
+        tracing::warn!(
+            "attestation trust: qemu-unsigned TEST MODE: Recipient documents from QEMU's nitro-enclave machine are \
+             accepted WITHOUT signature or chain (anyone can forge one); PCRs, nonce, freshness and debug mode are \
+             still checked. Never use this outside tests."
+        );
+    }
     let em = kms_emulator::build(em_cfg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -25,6 +25,8 @@ pub struct VerifiedRecipient {
     pub doc: AttestationDocument,
     pub pcr0_hex: String,
     pub public_key: Vec<u8>,
+    /// Accepted in the qemu-unsigned test mode (no signature to check): the audit says so.
+    pub unsigned: bool,
 }
 
 impl VerifiedRecipient {
@@ -47,6 +49,9 @@ impl VerifiedRecipient {
             "attestationDocumentEnclavePCR0": self.pcr0_hex,
             "keyEncryptionAlgorithm": alg,
         });
+        if self.unsigned {
+            v["attestationTrust"] = json!("qemu-unsigned: NOT signed, accepted in the emulator's QEMU test mode");
+        }
         for i in 1..=8u16 {
             if let Some(h) = self.doc.pcr_hex(i) {
                 v[format!("attestationDocumentEnclavePCR{i}")] = json!(h);
@@ -113,7 +118,7 @@ pub fn parse(req: &Value, settings: &RecipientPolicy) -> Result<Option<(Verified
                 ephemeral key (EphemeralKeyPair::public_key_der())",
         )
     })?;
-    Ok(Some((VerifiedRecipient { doc, pcr0_hex, public_key }, alg)))
+    Ok(Some((VerifiedRecipient { doc, pcr0_hex, public_key, unsigned: settings.anchor.is_unsigned() }, alg)))
 }
 
 /// Structural problems are ValidationException; trust failures are AccessDeniedException.

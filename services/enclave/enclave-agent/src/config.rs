@@ -75,6 +75,15 @@ pub struct Config {
     #[arg(long, env = "KMS_SIDECAR_ADDR", default_value = "vsock://3:8000")]
     pub sidecar: Address,
 
+    /// The parent's vsock CID where it is not Nitro's 3: QEMU's nitro-enclave machine
+    /// puts the host at CID 2. The image's init sets it from the kernel command line
+    /// (`enclavemesh.parent_cid=N`), which the parent chooses: it is parent input, so only
+    /// 2 (host) or 3 (parent) is accepted, and it can only move a `vsock://3:PORT`
+    /// sidecar address to that CID - where the parent's endpoints are, which the parent
+    /// controls anyway.
+    #[arg(long, env = "ENCLAVEMESH_PARENT_CID", value_parser = clap::value_parser!(u32).range(2..=3))]
+    pub parent_cid: Option<u32>,
+
     /// Take the agent name, kind and TSK file from the kms-sidecar at boot (its
     /// GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an enclave
     /// gets no flags or environment from nitro-cli, so the enclave image sets this.
@@ -156,8 +165,14 @@ pub struct Config {
     pub dev_dir: PathBuf,
 
     /// Simulated PCR0 as 96 hex chars (default: SHA-384 of this agent binary, so new code = new PCR0).
-    #[arg(long, env = "AGENT_SIM_PCR0")]
+    #[arg(long, env = "AGENT_SIM_PCR0", conflicts_with = "sim_measurements")]
     pub sim_pcr0: Option<String>,
+
+    /// Report the measurements of a built image: nitro-cli's JSON (`build/enclave.eif.json`,
+    /// as `enclave-image/build.sh` writes it). PCR0, PCR1, PCR2 (and PCR8 when signed)
+    /// are then the real EIF's, so the key policy holds the PCR0 the image really has.
+    #[arg(long, env = "AGENT_SIM_MEASUREMENTS")]
+    pub sim_measurements: Option<PathBuf>,
 
     /// Simulate an image signed with this certificate (PEM or DER, the one given to the EIF
     /// build): the simulated NSM then reports PCR8 as a signed enclave's, so a key policy

@@ -18,6 +18,11 @@ pub enum IdentityError {
     BadPcr0(String),
     #[error("cannot measure the agent binary for the simulated PCR0: {0}")]
     Measure(std::io::Error),
+    #[error(
+        "--sim-measurements {path}: {reason}; it must be nitro-cli's JSON with .Measurements.PCR0/1/2 (96 hex \
+         each), as enclave-image/build.sh writes build/enclave.eif.json"
+    )]
+    Measurements { path: String, reason: String },
     #[error("cannot generate the ephemeral RSA key: {0}")]
     Key(#[from] enclavemesh_recipient::RecipientError),
 }
@@ -49,12 +54,34 @@ fn simulated_pcr0(nsm: &NsmSettings) -> Result<[u8; 48], IdentityError> {
     }
 }
 
+/// The measurements of a built image (nitro-cli's JSON), for the simulated NSM to report.
+fn built_image_measurements(path: &std::path::Path) -> Result<SimulatedMeasurements, IdentityError> {
+    let bad = |reason: String| IdentityError::Measurements { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let pcr = |k: &str| -> Result<Option<[u8; 48]>, IdentityError> {
+        match json["Measurements"][k].as_str() {
+            None => Ok(None),
+            Some(h) => parse_pcr(h).map(Some).map_err(|_| bad(format!("{k} is not 96 hex characters"))),
+        }
+    };
+    let need = |k: &str| pcr(k)?.ok_or_else(|| bad(format!("no {k}")));
+    let mut m = SimulatedMeasurements::from_pcr0(need("PCR0")?);
+    m.pcr1 = need("PCR1")?;
+    m.pcr2 = need("PCR2")?;
+    m.pcr8 = pcr("PCR8")?;
+    Ok(m)
+}
+
 impl EnclaveIdentity {
     pub fn create(settings: &NsmSettings) -> Result<Self, IdentityError> {
         let nsm: Arc<dyn Nsm> = match settings.kind {
             NsmKind::Nitro => Arc::new(NitroNsm::open()?),
             NsmKind::Simulated => {
-                let mut m = SimulatedMeasurements::from_pcr0(simulated_pcr0(settings)?);
+                let mut m = match &settings.sim_measurements {
+                    Some(path) => built_image_measurements(path)?,
+                    None => SimulatedMeasurements::from_pcr0(simulated_pcr0(settings)?),
+                };
                 if let Some(path) = &settings.sim_signing_cert {
                     m = m.signed_with(&enclavemesh_attestation::read_signing_certificate(path)?);
                 }

@@ -52,8 +52,13 @@ pub enum AgentError {
 }
 
 /// Starts the agent and serves until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
     // Settings, resolved once (in an enclave, partly from the parent's sidecar).
+    if let (Some(cid), enclavemesh_transport::Address::Vsock { cid: enclavemesh_transport::VSOCK_CID_PARENT, port }) =
+        (config.parent_cid, &config.sidecar)
+    {
+        config.sidecar = enclavemesh_transport::Address::Vsock { cid, port: *port };
+    }
     let sidecar = sidecar::client(&config.sidecar).map_err(AgentError::Sidecar)?;
     let settings = Settings::resolve(config, &sidecar).await?;
 

@@ -60,6 +60,8 @@ pub struct NsmSettings {
     /// Dev state directory holding the dev CA (simulated NSM only).
     pub dev_dir: PathBuf,
     pub sim_pcr0: Option<String>,
+    /// A built image's measurements (nitro-cli JSON) the simulated NSM reports.
+    pub sim_measurements: Option<PathBuf>,
     /// The simulated image's signing certificate (PCR8), if it is signed.
     pub sim_signing_cert: Option<PathBuf>,
     pub sim_debug_mode: bool,
@@ -137,6 +139,7 @@ impl Settings {
                 kind: cfg.nsm,
                 dev_dir: cfg.dev_dir,
                 sim_pcr0: cfg.sim_pcr0,
+                sim_measurements: cfg.sim_measurements,
                 sim_signing_cert: cfg.sim_signing_cert,
                 sim_debug_mode: cfg.sim_debug_mode,
             },

@@ -24,7 +24,16 @@ pub enum TrustAnchor {
     AwsNitroRootG1,
     /// Any other root given as DER (e.g. the dev CA root from `DevCa::root_der`).
     Der(Vec<u8>),
+    /// TESTS ONLY: QEMU's emulated `nitro-enclave` machine, whose NSM does not sign. Its
+    /// documents are accepted without signature or chain (nothing vouches for them: anyone
+    /// can write one), while the PCRs, nonce, freshness and debug mode are still checked.
+    /// Never a default: chosen only by the keyword `qemu-unsigned`, and it is the only
+    /// anchor of its verifier, so it never stands beside the production root.
+    QemuUnsigned,
 }
+
+/// The keyword that selects [`TrustAnchor::QemuUnsigned`] wherever an anchor is chosen.
+pub const QEMU_UNSIGNED_KEYWORD: &str = "qemu-unsigned";
 
 impl TrustAnchor {
     /// Load a root certificate from a DER or PEM (`-----BEGIN CERTIFICATE-----`) file.
@@ -36,6 +45,21 @@ impl TrustAnchor {
         }
         let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         Self::from_bytes(&bytes).map_err(bad)
+    }
+
+    /// A trust-anchor argument: `aws` (or `aws-nitro-root-g1`), `qemu-unsigned`, or the
+    /// path of a root certificate file.
+    pub fn from_arg(arg: &str) -> Result<Self, VerifyError> {
+        match arg {
+            "aws" | "aws-nitro-root-g1" => Ok(TrustAnchor::AwsNitroRootG1),
+            QEMU_UNSIGNED_KEYWORD => Ok(TrustAnchor::QemuUnsigned),
+            path => Self::from_file(Path::new(path)),
+        }
+    }
+
+    /// Whether documents are accepted unsigned (QEMU test mode): callers say so in their output.
+    pub fn is_unsigned(&self) -> bool {
+        matches!(self, TrustAnchor::QemuUnsigned)
     }
 
     /// Parse a root certificate given as DER or PEM bytes.
@@ -57,17 +81,23 @@ impl TrustAnchor {
         Ok(TrustAnchor::Der(der_bytes))
     }
 
-    /// DER bytes of the pinned root.
+    /// DER bytes of the pinned root (empty for [`TrustAnchor::QemuUnsigned`], which has none).
     pub fn der(&self) -> &[u8] {
         match self {
             TrustAnchor::AwsNitroRootG1 => AWS_NITRO_ROOT_G1_DER,
             TrustAnchor::Der(d) => d,
+            TrustAnchor::QemuUnsigned => &[],
         }
     }
 
     /// Short description for logs: the subject and SHA-256 fingerprint.
     pub fn describe(&self) -> String {
         use sha2::Digest;
+        if self.is_unsigned() {
+            return "NONE: qemu-unsigned test mode (QEMU's nitro-enclave machine; documents are not signed, \
+                    so anyone can forge one)"
+                .to_string();
+        }
         let fp = hex::encode_upper(sha2::Sha256::digest(self.der()));
         match certs::parse(self.der()) {
             Ok(c) => format!("'{}' (sha256 {fp})", certs::subject(&c)),

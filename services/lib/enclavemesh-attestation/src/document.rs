@@ -57,8 +57,12 @@ impl AttestationDocument {
 
     /// Decode a document WITHOUT checking signature, chain, freshness or PCRs. Only for
     /// display and debugging; never base a trust decision on the result.
+    /// QEMU's unsigned documents are decoded too (they are just as unverified).
     pub fn parse_unverified(cose: &[u8]) -> Result<Self, VerifyError> {
-        Ok(decode_cose(cose)?.document)
+        match decode_cose(cose) {
+            Ok(d) => Ok(d.document),
+            Err(e) => decode_qemu_unsigned(cose).map_err(|_| e),
+        }
     }
 }
 
@@ -74,17 +78,39 @@ fn malformed(s: impl Into<String>) -> VerifyError {
     VerifyError::Malformed(s.into())
 }
 
-/// Decode the COSE_Sign1 envelope (untagged as the NSM emits it, or with CBOR tag 18).
-pub(crate) fn decode_cose(cose: &[u8]) -> Result<DecodedCose, VerifyError> {
+/// QEMU's `nitro-enclave` machine (its virtio-nsm) does not sign: the COSE_Sign1 has the
+/// protected header `{1: -1}` (these bytes), a signature of [`QEMU_ZERO_BYTES`] zero
+/// bytes, and that many zero bytes as the certificate and as the one cabundle entry.
+pub(crate) const QEMU_PROTECTED_HEADER: [u8; 3] = [0xa1, 0x01, 0x20];
+/// Length of QEMU's all-zero signature, certificate and cabundle entry.
+pub(crate) const QEMU_ZERO_BYTES: usize = 64;
+
+fn check_size(cose: &[u8]) -> Result<(), VerifyError> {
     if cose.len() > MAX_DOCUMENT_BYTES {
         return Err(VerifyError::TooLarge { len: cose.len(), limit: MAX_DOCUMENT_BYTES });
     }
     if cose.is_empty() {
         return Err(malformed("empty input"));
     }
+    Ok(())
+}
+
+/// Decode the COSE_Sign1 envelope (untagged as the NSM emits it, or with CBOR tag 18).
+pub(crate) fn decode_cose(cose: &[u8]) -> Result<DecodedCose, VerifyError> {
+    check_size(cose)?;
     // 0xd2 = CBOR tag 18 (COSE_Sign1).
-    let sign1 = if cose[0] == 0xd2 { CoseSign1::from_tagged_slice(cose) } else { CoseSign1::from_slice(cose) }
-        .map_err(|e| malformed(format!("not a COSE_Sign1 structure ({e})")))?;
+    let sign1 = match if cose[0] == 0xd2 { CoseSign1::from_tagged_slice(cose) } else { CoseSign1::from_slice(cose) } {
+        Ok(s) => s,
+        Err(e) => {
+            if decode_qemu_unsigned(cose).is_ok() {
+                return Err(malformed(
+                    "this is an UNSIGNED document from QEMU's emulated nitro-enclave machine; only a verifier in \
+                     the explicit QEMU test mode accepts it (trust anchor `qemu-unsigned`)",
+                ));
+            }
+            return Err(malformed(format!("not a COSE_Sign1 structure ({e})")));
+        }
+    };
     let alg = sign1.protected.header.alg.clone();
     if alg != Some(coset::RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES384)) {
         return Err(malformed(format!("protected header alg is {alg:?}, expected ES384 (-35)")));
@@ -92,6 +118,46 @@ pub(crate) fn decode_cose(cose: &[u8]) -> Result<DecodedCose, VerifyError> {
     let payload = sign1.payload.as_deref().ok_or(VerifyError::MissingField("payload"))?;
     let document = decode_payload(payload)?;
     Ok(DecodedCose { to_be_signed: sign1.tbs_data(b""), signature: sign1.signature.clone(), document })
+}
+
+/// Decode exactly QEMU's unsigned shape: `[h'a10120', {}, payload, h'00'*64]` (tag 18
+/// optional), whose payload carries all-zero `certificate` and a single all-zero
+/// `cabundle` entry. Anything else is refused: this is the only unsigned form accepted,
+/// and only by a verifier whose trust anchor is [`crate::TrustAnchor::QemuUnsigned`].
+pub(crate) fn decode_qemu_unsigned(cose: &[u8]) -> Result<AttestationDocument, VerifyError> {
+    check_size(cose)?;
+    let mut cursor = Cursor::new(cose);
+    let value: Value = ciborium::de::from_reader(&mut cursor).map_err(|e| malformed(format!("not CBOR ({e})")))?;
+    if usize::try_from(cursor.position()).ok() != Some(cose.len()) {
+        return Err(malformed("trailing bytes after the COSE_Sign1"));
+    }
+    let value = match value {
+        Value::Tag(18, inner) => *inner,
+        other => other,
+    };
+    let Value::Array(items) = value else { return Err(malformed("a COSE_Sign1 is a CBOR array")) };
+    let [protected, unprotected, payload, signature]: [Value; 4] =
+        items.try_into().map_err(|_| malformed("a COSE_Sign1 has four elements"))?;
+    let not_qemu = |what: &str| malformed(format!("not QEMU's unsigned document shape: {what}"));
+    match protected {
+        Value::Bytes(b) if b == QEMU_PROTECTED_HEADER => {}
+        _ => return Err(not_qemu("the protected header is not {1: -1}")),
+    }
+    match unprotected {
+        Value::Map(m) if m.is_empty() => {}
+        _ => return Err(not_qemu("the unprotected header is not empty")),
+    }
+    match signature {
+        Value::Bytes(b) if b.len() == QEMU_ZERO_BYTES && b.iter().all(|x| *x == 0) => {}
+        _ => return Err(not_qemu("the signature is not 64 zero bytes")),
+    }
+    let Value::Bytes(payload) = payload else { return Err(not_qemu("the payload is not a byte string")) };
+    let document = decode_payload(&payload)?;
+    let zeros = |b: &[u8]| b.len() == QEMU_ZERO_BYTES && b.iter().all(|x| *x == 0);
+    if !zeros(&document.certificate) || document.cabundle.len() != 1 || !zeros(&document.cabundle[0]) {
+        return Err(not_qemu("the certificate and the one cabundle entry are not 64 zero bytes each"));
+    }
+    Ok(document)
 }
 
 fn bytes_field(v: Value, name: &'static str, max: usize) -> Result<Vec<u8>, VerifyError> {

@@ -511,3 +511,75 @@ fn a_signed_simulated_image_reports_pcr8_of_its_certificate_and_the_file_forms_a
     let e = read_signing_certificate(&der_path).unwrap_err().to_string();
     assert!(e.contains("not an X.509 certificate") && e.contains("cert.der"), "{e}");
 }
+
+// ------------------------------------------------- QEMU's unsigned documents (test mode)
+
+/// A document shaped exactly as QEMU's virtio-nsm emits it: protected header {1: -1},
+/// empty unprotected header, 64 zero bytes as signature, certificate and cabundle[0].
+fn qemu_document(pcr0: [u8; 48], nonce: Option<&[u8]>, timestamp_ms: u64, signature_byte: u8) -> Vec<u8> {
+    let doc = AttestationDocument {
+        module_id: "i-qemu-agent".into(),
+        digest: "SHA384".into(),
+        timestamp_ms,
+        pcrs: (0..16u16).map(|i| (i, if i == 0 { pcr0.to_vec() } else { vec![0; 48] })).collect(),
+        certificate: vec![0; 64],
+        cabundle: vec![vec![0; 64]],
+        public_key: Some(vec![0x30; 300]),
+        user_data: None,
+        nonce: nonce.map(<[u8]>::to_vec),
+    };
+    let payload = crate::document::encode_payload(&doc).unwrap();
+    let cose = ciborium::Value::Array(vec![
+        ciborium::Value::Bytes(vec![0xa1, 0x01, 0x20]),
+        ciborium::Value::Map(vec![]),
+        ciborium::Value::Bytes(payload),
+        ciborium::Value::Bytes(vec![signature_byte; 64]),
+    ]);
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&cose, &mut out).unwrap();
+    out
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+#[test]
+fn qemu_mode_accepts_qemus_unsigned_shape_and_still_checks_pcrs_nonce_age_and_debug() {
+    let v = Verifier::new(TrustAnchor::QemuUnsigned).expect_nonce(b"n-1".to_vec()).expect_pcr(0, PCR0.to_vec());
+    let doc = v.verify(&qemu_document(PCR0, Some(b"n-1"), now_ms(), 0)).expect("QEMU's shape in QEMU mode");
+    assert_eq!(doc.pcr(0), Some(PCR0.as_slice()));
+    assert!(matches!(
+        v.verify(&qemu_document([0xcd; 48], Some(b"n-1"), now_ms(), 0)),
+        Err(VerifyError::PcrMismatch { index: 0, .. })
+    ));
+    assert!(matches!(v.verify(&qemu_document(PCR0, Some(b"n-2"), now_ms(), 0)), Err(VerifyError::NonceMismatch)));
+    assert!(matches!(
+        v.verify(&qemu_document(PCR0, Some(b"n-1"), now_ms() - 3_600_000, 0)),
+        Err(VerifyError::Stale { .. })
+    ));
+    let any = Verifier::new(TrustAnchor::QemuUnsigned);
+    assert!(matches!(any.verify(&qemu_document([0; 48], None, now_ms(), 0)), Err(VerifyError::DebugMode)));
+    // Only the exact shape: a signature that is not all zeros is not QEMU's.
+    let e = any.verify(&qemu_document(PCR0, None, now_ms(), 1)).unwrap_err();
+    assert!(e.to_string().contains("64 zero bytes"), "{e}");
+}
+
+#[test]
+fn qemu_documents_are_refused_by_every_other_anchor_and_qemu_mode_refuses_signed_ones() {
+    let cose = qemu_document(PCR0, None, now_ms(), 0);
+    let (_dir, nsm) = sim();
+    for v in [Verifier::new(TrustAnchor::AwsNitroRootG1), verifier_for(&nsm)] {
+        let e = v.verify(&cose).unwrap_err();
+        assert!(matches!(e, VerifyError::Malformed(_)), "{e:?}");
+        assert!(e.to_string().contains("qemu-unsigned"), "names the explicit mode: {e}");
+    }
+    // The QEMU mode is not a superset: a signed (dev CA) document is not QEMU's shape.
+    let signed = nsm.attestation(None, None, None).unwrap();
+    assert!(Verifier::new(TrustAnchor::QemuUnsigned).verify(&signed).is_err());
+    // Unverified parsing (display only) reads both.
+    assert_eq!(AttestationDocument::parse_unverified(&cose).unwrap().module_id, "i-qemu-agent");
+    assert_eq!(TrustAnchor::from_arg("qemu-unsigned").unwrap(), TrustAnchor::QemuUnsigned);
+    assert_eq!(TrustAnchor::from_arg("aws").unwrap(), TrustAnchor::AwsNitroRootG1);
+    assert!(TrustAnchor::QemuUnsigned.describe().contains("qemu-unsigned"));
+}

@@ -14,6 +14,9 @@ use tokio_vsock::VsockStream;
 use crate::Address;
 
 /// A connected stream over TCP, a unix socket or vsock.
+///
+/// An `hvsock://` connection is a unix socket whose `CONNECT` handshake is already
+/// done: [`Conn::kind`] says `"unix"`, and when dialed its peer is the `hvsock://` address.
 #[derive(Debug)]
 pub struct Conn {
     inner: Inner,
@@ -54,6 +57,13 @@ impl Conn {
     pub(crate) fn vsock(stream: VsockStream) -> Self {
         let peer = stream.peer_addr().ok().map(|a| Address::Vsock { cid: a.cid(), port: a.port() });
         Self { inner: Inner::Vsock(stream), peer }
+    }
+
+    /// Replaces the recorded peer (a dialed hybrid vsock stream names the `hvsock://`
+    /// address, not the emulator's unix socket).
+    pub(crate) fn with_peer(mut self, peer: Address) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     /// The remote end, if the transport names it.

@@ -49,6 +49,12 @@ pub enum TransportError {
     /// `connect` did not finish in time.
     #[error("cannot connect to {addr}: no answer within {timeout:?} — is the server running and reachable?")]
     ConnectTimeout { addr: Address, timeout: Duration },
+
+    /// The unix socket of an `hvsock://` address accepted the connection, but the
+    /// `CONNECT <port>` handshake did not end in `OK ...`: `reason` says what the peer
+    /// answered (or that it closed, stalled or failed).
+    #[error("cannot connect to {addr}: hybrid vsock handshake failed: {reason}{hint}", hint = hybrid_hint(addr))]
+    HybridHandshake { addr: Address, reason: String },
 }
 
 impl TransportError {
@@ -84,6 +90,10 @@ const NO_VSOCK: &str = " — this kernel has no usable AF_VSOCK (not in a Nitro 
 
 fn bind_hint(addr: &Address, e: &io::Error) -> &'static str {
     match (addr, e.kind()) {
+        (Address::HybridVsock { .. }, io::ErrorKind::InvalidInput) => {
+            " — hvsock://UDS:PORT listens on the unix socket UDS_PORT, which must fit in 107 bytes; \
+             use a shorter uds-path"
+        }
         (Address::Vsock { .. }, _) if is_vsock_unsupported(e) => NO_VSOCK,
         (Address::Vsock { .. }, io::ErrorKind::AddrNotAvailable) => {
             " — this machine does not own that CID; listen on vsock://ANY:PORT"
@@ -100,9 +110,24 @@ fn connect_hint(addr: &Address, e: &io::Error) -> &'static str {
         (Address::Vsock { .. }, io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused) => {
             " — is the server running in that enclave/VM on that port?"
         }
+        (Address::HybridVsock { .. }, io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+            " — is vhost-device-vsock (QEMU) or Firecracker running with this socket as its uds-path?"
+        }
         (_, io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => " — is the server running?",
         (_, io::ErrorKind::PermissionDenied) => " — check the socket's permissions",
         _ => "",
+    }
+}
+
+/// What to check when an `hvsock://` handshake fails: the emulator and the guest.
+fn hybrid_hint(addr: &Address) -> String {
+    match addr {
+        Address::HybridVsock { uds, port } => format!(
+            " — check that vhost-device-vsock (QEMU) or Firecracker is running with uds-path={} \
+             and that the guest is listening on vsock port {port}",
+            uds.display()
+        ),
+        _ => String::new(),
     }
 }
 

@@ -1,8 +1,13 @@
-//! Listeners and connectors for the three transports Enclave Mesh runs over.
+//! Listeners and connectors for the transports Enclave Mesh runs over.
 //!
 //! One address syntax everywhere — `vsock://CID:PORT`, `unix:///abs/path` (or
-//! `unix:relative`), `tcp://host:port` — so a service is moved between a Nitro
-//! enclave, a laptop and CI by changing a flag, never code:
+//! `unix:relative`), `tcp://host:port`, and `hvsock:///abs/uds:PORT` (or
+//! `hvsock:relative/uds:PORT`) for a VM whose vsock is emulated in user space (QEMU's
+//! `nitro-enclave` machine with vhost-device-vsock in hybrid mode, Firecracker) — so
+//! a service is moved between a Nitro enclave, a QEMU VM, a laptop and CI by changing
+//! a flag, never code. `hvsock://UDS:PORT` dials the guest's vsock port `PORT`
+//! through the unix socket `UDS` (`CONNECT PORT` handshake) and listens on the unix
+//! socket `UDS_PORT`, where the emulator delivers guest connections to host port `PORT`.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,13 +12,14 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::time::Sleep;
 use tokio_vsock::{VsockAddr, VsockListener};
 
+use crate::address::hybrid_listen_path;
 use crate::{Address, Conn, TransportError};
 
 /// How long to pause accepting after the process ran out of file descriptors or
 /// memory; without it tonic's accept loop (which skips errors) would spin at 100% CPU.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A bound listener on a TCP, unix or vsock address.
+/// A bound listener on a TCP, unix, vsock or hybrid vsock address.
 #[derive(Debug)]
 pub struct Listener {
     inner: Inner,
@@ -56,16 +57,16 @@ impl Drop for UnixCleanup {
 /// For unix sockets the parent directory is created and a stale socket file (left by
 /// a crashed server; nobody accepts on it) is replaced. A live socket or a path that
 /// is not a socket is an error rather than silently taken over.
+///
+/// `hvsock://UDS:PORT` binds the unix socket `UDS_PORT` ([`Address::hybrid_listen_path`])
+/// the same way: that is where vhost-device-vsock / Firecracker connect when the guest
+/// dials host port `PORT`. [`Listener::local_addr`] still reports the `hvsock://` address.
 pub async fn bind(addr: &Address) -> Result<Listener, TransportError> {
     let bind_err = |source| TransportError::Bind { addr: addr.clone(), source };
     let inner = match addr {
         Address::Tcp(host_port) => Inner::Tcp(TcpListener::bind(host_port.as_str()).await.map_err(bind_err)?),
-        Address::Unix(path) => {
-            prepare_unix_path(addr, path).await?;
-            let l = UnixListener::bind(path).map_err(bind_err)?;
-            let id = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
-            Inner::Unix { listener: l, _cleanup: UnixCleanup { path: path.clone(), id } }
-        }
+        Address::Unix(path) => bind_unix(addr, path).await?,
+        Address::HybridVsock { uds, port } => bind_unix(addr, &hybrid_listen_path(uds, *port)).await?,
         Address::Vsock { cid, port } => {
             Inner::Vsock(VsockListener::bind(VsockAddr::new(*cid, *port)).map_err(bind_err)?)
         }
@@ -79,6 +80,14 @@ pub async fn bind(addr: &Address) -> Result<Listener, TransportError> {
     };
     tracing::debug!(address = %local, "listening");
     Ok(Listener { inner, local, backoff: None })
+}
+
+/// Binds the unix socket at `path` for `addr` (`unix://path`, or `hvsock://` on `UDS_PORT`).
+async fn bind_unix(addr: &Address, path: &Path) -> Result<Inner, TransportError> {
+    prepare_unix_path(addr, path).await?;
+    let listener = UnixListener::bind(path).map_err(|source| TransportError::Bind { addr: addr.clone(), source })?;
+    let id = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    Ok(Inner::Unix { listener, _cleanup: UnixCleanup { path: path.to_path_buf(), id } })
 }
 
 async fn prepare_unix_path(addr: &Address, path: &Path) -> Result<(), TransportError> {

@@ -201,3 +201,203 @@ async fn vsock_bind_and_dial_return_typed_errors() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
 }
+
+// --- hvsock:// (QEMU vhost-device-vsock hybrid mode, Firecracker) ---------------------
+
+/// What the fake emulator does with a connection once it has answered `CONNECT`.
+#[derive(Clone)]
+enum AfterReply {
+    /// Echo every byte back (the "guest" is an echo server).
+    Echo,
+    /// Relay to this unix socket (the "guest" is whatever listens there).
+    Forward(std::path::PathBuf),
+    /// Keep the connection open and do nothing (the reply stalls).
+    Stall,
+    /// Close the connection.
+    Close,
+}
+
+/// A stand-in for vhost-device-vsock's host side on `uds`: for each connection it
+/// reads the request line byte by byte, reports it on the returned channel, writes
+/// `reply` (in one write, so extra bytes after its newline arrive with it), then
+/// does `after`.
+fn fake_vhost_device_vsock(
+    uds: &std::path::Path,
+    reply: &'static [u8],
+    after: AfterReply,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let listener = tokio::net::UnixListener::bind(uds).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (tx, after) = (tx.clone(), after.clone());
+            tokio::spawn(async move {
+                let mut line = Vec::new();
+                loop {
+                    let b = s.read_u8().await.unwrap();
+                    line.push(b);
+                    if b == b'\n' {
+                        break;
+                    }
+                }
+                let _ = tx.send(String::from_utf8(line).unwrap());
+                s.write_all(reply).await.unwrap();
+                match after {
+                    AfterReply::Echo => {
+                        let (mut r, mut w) = s.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                    AfterReply::Forward(guest) => {
+                        let mut g = tokio::net::UnixStream::connect(guest).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut g).await;
+                    }
+                    AfterReply::Stall => std::future::pending::<()>().await,
+                    AfterReply::Close => {}
+                }
+            });
+        }
+    });
+    rx
+}
+
+fn hvsock(uds: &std::path::Path, port: u32) -> Address {
+    format!("hvsock://{}:{port}", uds.display()).parse().unwrap()
+}
+
+#[tokio::test]
+async fn hybrid_vsock_dial_handshakes_then_carries_bytes_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("vm.vsock");
+    // The guest's first bytes arrive in the same segment as the reply.
+    let mut requests = fake_vhost_device_vsock(&uds, b"OK 1073741824\nGUEST-HELLO", AfterReply::Echo);
+    let addr = hvsock(&uds, 5000);
+
+    let mut c = dial(&addr).await.unwrap();
+    assert_eq!(requests.recv().await.unwrap(), "CONNECT 5000\n");
+    assert_eq!(c.peer_addr(), Some(&addr));
+    assert_eq!(c.kind(), "unix");
+
+    let mut first = [0u8; 11];
+    c.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"GUEST-HELLO", "the dial must not read past the reply's newline");
+    c.write_all(b"ping\x00\npong").await.unwrap();
+    let mut back = [0u8; 10];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping\x00\npong", "no handshake bytes in the echoed stream");
+
+    // dial_timeout takes the same path.
+    let mut c = enclavemesh_transport::dial_timeout(&addr, Duration::from_secs(5)).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let mut buf = [0u8; 12];
+    c.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"GUEST-HELLOx");
+}
+
+#[tokio::test]
+async fn hybrid_vsock_refused_handshake_is_typed_and_names_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &'static [u8], AfterReply, &str); 4] = [
+        ("err.sock", b"ERR no listener\n", AfterReply::Stall, r#"the peer answered "ERR no listener""#),
+        // What vhost-device-vsock does when nothing in the guest listens on the port.
+        ("closed.sock", b"", AfterReply::Close, "closed the connection without answering"),
+        ("partial.sock", b"OK 10", AfterReply::Close, r#"closed the connection after an incomplete answer "OK 10""#),
+        ("long.sock", &[b'x'; 100], AfterReply::Stall, "more than 64 bytes without a newline"),
+    ];
+    for (name, reply, after, expected) in cases {
+        let uds = dir.path().join(name);
+        let _requests = fake_vhost_device_vsock(&uds, reply, after);
+        let addr = hvsock(&uds, 5000);
+        let err = dial(&addr).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TransportError::HybridHandshake { .. }), "{msg}");
+        assert!(msg.starts_with(&format!("cannot connect to {addr}: hybrid vsock handshake failed: ")), "{msg}");
+        assert!(msg.contains(expected), "{msg}");
+        assert!(msg.contains(&format!("uds-path={}", uds.display())), "{msg}");
+        assert!(msg.contains("listening on vsock port 5000"), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn hybrid_vsock_stalled_reply_times_out_with_dial_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Silence after the request, and half a reply then silence.
+    for (name, reply) in [("silent.sock", &b""[..]), ("half.sock", &b"OK 1"[..])] {
+        let uds = dir.path().join(name);
+        let _requests = fake_vhost_device_vsock(&uds, reply, AfterReply::Stall);
+        let addr = hvsock(&uds, 5000);
+        let err = enclavemesh_transport::dial_timeout(&addr, Duration::from_millis(300)).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TransportError::HybridHandshake { .. }), "{msg}");
+        assert!(msg.contains("no reply to 'CONNECT 5000' within 300ms"), "{msg}");
+    }
+}
+
+#[tokio::test]
+async fn hybrid_vsock_missing_socket_is_a_connect_error_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = hvsock(&dir.path().join("absent.sock"), 5000);
+    let err = dial(&addr).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TransportError::Connect { .. }), "{msg}");
+    assert!(msg.contains("vhost-device-vsock"), "{msg}");
+}
+
+#[tokio::test]
+async fn grpc_over_hybrid_vsock_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "guest": a health server; the fake emulator relays accepted CONNECTs to it.
+    let guest = dir.path().join("guest.sock");
+    let (stop, task) = serve_health(bind(&Address::Unix(guest.clone())).await.unwrap());
+    let uds = dir.path().join("vm.vsock");
+    let mut requests = fake_vhost_device_vsock(&uds, b"OK 1073741824\n", AfterReply::Forward(guest));
+    let addr = hvsock(&uds, 5000);
+    assert_eq!(health_check(&addr).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(requests.recv().await.unwrap(), "CONNECT 5000\n");
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn hybrid_vsock_listen_binds_uds_underscore_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("vm/vsock.sock");
+    let addr = hvsock(&uds, 7000);
+    let host_sock = dir.path().join("vm/vsock.sock_7000");
+    // A stale socket from a crashed run is replaced, as for unix:// listeners.
+    std::fs::create_dir_all(dir.path().join("vm")).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&host_sock).unwrap());
+
+    let mut listener = bind(&addr).await.unwrap();
+    assert_eq!(listener.local_addr(), addr);
+    assert!(host_sock.exists(), "listening on {addr} creates {}", host_sock.display());
+    assert!(!uds.exists(), "the emulator's own socket is not ours to create");
+
+    // What vhost-device-vsock does when the guest dials CID 2 port 7000.
+    let mut guest_side = tokio::net::UnixStream::connect(&host_sock).await.unwrap();
+    guest_side.write_all(b"from guest").await.unwrap();
+    let mut conn = listener.accept().await.unwrap();
+    let mut buf = [0u8; 10];
+    conn.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"from guest");
+    assert_eq!(conn.kind(), "unix");
+
+    // A second listener must not steal it; dropping the first removes the file.
+    let err = bind(&addr).await.unwrap_err();
+    assert!(matches!(err, TransportError::SocketInUse { .. }), "{err}");
+    drop(listener);
+    assert!(!host_sock.exists());
+}
+
+#[tokio::test]
+async fn hybrid_vsock_listen_path_too_long_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // Fits sun_path (108 bytes) as the uds itself, but not with "_7000" appended.
+    let base = dir.path().display().to_string();
+    let uds = format!("{base}/{}", "v".repeat(105 - base.len()));
+    let addr = hvsock(std::path::Path::new(&uds), 7000);
+    let err = bind(&addr).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TransportError::Bind { .. }), "{msg}");
+    assert!(msg.contains("shorter uds-path"), "{msg}");
+}

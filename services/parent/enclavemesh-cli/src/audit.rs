@@ -101,8 +101,10 @@ fn verify(file: &PathBuf, root: Option<&PathBuf>, expect_pcr0: Option<&str>, jso
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let verifier = match root {
         Some(p) => {
-            let mut v =
-                Verifier::new(TrustAnchor::from_file(p).with_context(|| format!("attestation root {}", p.display()))?);
+            let mut v = Verifier::new(
+                TrustAnchor::from_arg(&p.display().to_string())
+                    .with_context(|| format!("attestation root {}", p.display()))?,
+            );
             if let Some(pcr0) = expect_pcr0 {
                 v = v.expect_pcr(0, hex::decode(pcr0.trim()).context("--expect-pcr0 must be hex")?);
             }

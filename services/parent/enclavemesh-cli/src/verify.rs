@@ -48,8 +48,10 @@ pub struct VerifyArgs {
     /// No nonce check then (the nonce was not ours).
     #[arg(long, conflicts_with = "agent")]
     pub document: Option<PathBuf>,
-    /// Root to pin: `aws` (AWS Nitro Enclaves Root G1) or a DER/PEM file. Default: the dev
-    /// root `$ENCLAVEMESH_DEV_DIR/dev-ca/root.der` when it exists, else aws.
+    /// Root to pin: `aws` (AWS Nitro Enclaves Root G1) or a DER/PEM file, or `qemu-unsigned`
+    /// (TESTS ONLY: an enclave in QEMU's nitro-enclave machine, whose documents are not
+    /// signed; the output says so). Default: the dev root
+    /// `$ENCLAVEMESH_DEV_DIR/dev-ca/root.der` when it exists, else aws.
     #[arg(long, env = "ENCLAVEMESH_TRUST_ANCHOR")]
     pub trust_anchor: Option<String>,
     /// nitro-cli build output holding `.Measurements.PCR0`.
@@ -100,6 +102,9 @@ impl Report {
     fn info(&self, check: &'static str, detail: impl AsRef<str>) {
         println!("INFO  {check:<16} {}", detail.as_ref());
     }
+    fn warn(&self, check: &'static str, detail: impl AsRef<str>) {
+        println!("WARN  {check:<16} {}", detail.as_ref());
+    }
     fn skip(&self, check: &'static str, detail: impl AsRef<str>) {
         println!("SKIP  {check:<16} {}", detail.as_ref());
     }
@@ -112,8 +117,7 @@ fn dev_dir() -> PathBuf {
 /// The `--trust-anchor` choice (see the flag's help).
 fn trust_anchor(arg: Option<&str>) -> Result<TrustAnchor, VerifyError> {
     match arg {
-        Some("aws") => Ok(TrustAnchor::AwsNitroRootG1),
-        Some(path) => TrustAnchor::from_file(Path::new(path)),
+        Some(arg) => TrustAnchor::from_arg(arg),
         None => {
             let dev_root = dev_dir().join("dev-ca/root.der");
             if dev_root.exists() { TrustAnchor::from_file(&dev_root) } else { Ok(TrustAnchor::AwsNitroRootG1) }
@@ -198,6 +202,14 @@ async fn checks(args: &VerifyArgs, r: &mut Report) {
             return;
         }
     };
+    if anchor.is_unsigned() {
+        r.warn(
+            "trust-anchor",
+            "qemu-unsigned: the document is NOT signed (QEMU's nitro-enclave machine); signature and chain are \
+             not checked, so this run proves nothing about real hardware - PCRs, nonce, freshness and debug mode \
+             are still checked",
+        );
+    }
     let build_pcr0 = read_build_pcr0(&args.measurements);
 
     // The document: fresh from the agent with our nonce, or a saved one.
@@ -236,6 +248,13 @@ async fn checks(args: &VerifyArgs, r: &mut Report) {
     };
     let base = || Verifier::new(anchor.clone()).allow_debug(true);
     let doc = match base().verify_at(&doc_bytes, doc_time) {
+        Ok(d) if anchor.is_unsigned() => {
+            r.skip(
+                "signature+chain",
+                format!("qemu-unsigned: QEMU's document has no signature or chain to check (module={})", d.module_id),
+            );
+            d
+        }
         Ok(d) => {
             r.pass(
                 "signature+chain",

@@ -86,7 +86,7 @@ async fn start_socat(target: &Address) -> (Address, Child) {
     let to = match target {
         Address::Tcp(hp) => format!("TCP:{hp},nodelay"),
         Address::Unix(p) => format!("UNIX-CONNECT:{}", p.display()),
-        Address::Vsock { .. } => unreachable!("bench uses tcp/unix targets"),
+        Address::Vsock { .. } | Address::HybridVsock { .. } => unreachable!("bench uses tcp/unix targets"),
     };
     let child = Command::new("socat")
         .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay"))
