@@ -205,3 +205,28 @@ pub struct Config {
     #[arg(long, env = "AGENT_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut args = vec!["enclave-agent", "--kms-key-arn", "arn:aws:kms:us-east-1:111122223333:key/k"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn the_parent_cid_from_the_kernel_command_line_is_only_host_or_parent() {
+        // It comes from the parent (QEMU's -append): only 2 (QEMU's host) or 3 (Nitro's parent).
+        assert!(parse(&[]).is_ok(), "positive control: the base arguments parse");
+        for ok in ["2", "3"] {
+            assert_eq!(parse(&["--parent-cid", ok]).unwrap().serve.parent_cid, Some(ok.parse().unwrap()));
+        }
+        for bad in ["0", "1", "4", "16", "-1", "x"] {
+            assert!(parse(&["--parent-cid", bad]).is_err(), "--parent-cid {bad} accepted");
+        }
+        // Simulated measurements come from one source: a PCR0 or a built image's file.
+        assert!(parse(&["--sim-pcr0", &"a".repeat(96), "--sim-measurements", "build/enclave.eif.json"]).is_err());
+    }
+}
