@@ -16,7 +16,9 @@ NSM binding that key, and asks KMS itself, over TLS that ends in this process (c
 kms-sidecar as opaque bytes), to Decrypt the encrypted TSK under the pinned key with that document as \
 Recipient. KMS releases the TSK only if the document's PCR0 is allowed by the key policy, wrapped to the \
 ephemeral key, so the TSK exists in clear only in this process. Then it serves AgentService, \
-grpc.health.v1 and server reflection on --listen."
+grpc.health.v1 and server reflection on --listen.",
+    // `measure` is a tool: it needs none of the serving settings (the pinned key above all).
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -141,8 +143,9 @@ pub struct Config {
     /// ARN of the KMS key the TSK comes from. Part of the image's measured configuration
     /// (the enclave image bakes it in; never taken from the parent): the agent names this
     /// key in every Decrypt, accepts answers for it only, and reaches KMS in its region.
-    #[arg(long, env = "AGENT_KMS_KEY_ARN")]
-    pub kms_key_arn: KeyPin,
+    // Required to serve; an Option only so that `measure` parses without it.
+    #[arg(long, env = "AGENT_KMS_KEY_ARN", required = true)]
+    pub kms_key_arn: Option<KeyPin>,
 
     /// ARN of the KMS key the data owner seals workflow inputs (and notes) under, if this
     /// agent opens them (Agent A). Measured, like --kms-key-arn.
@@ -226,6 +229,9 @@ mod tests {
         for bad in ["0", "1", "4", "16", "-1", "x"] {
             assert!(parse(&["--parent-cid", bad]).is_err(), "--parent-cid {bad} accepted");
         }
+        // `measure` needs none of the serving settings.
+        let m = Cli::try_parse_from(["enclave-agent", "measure", "--binary", "/bin/true"]).unwrap();
+        assert!(matches!(m.command, Some(Command::Measure { .. })));
         // Simulated measurements come from one source: a PCR0 or a built image's file.
         assert!(parse(&["--sim-pcr0", &"a".repeat(96), "--sim-measurements", "build/enclave.eif.json"]).is_err());
     }

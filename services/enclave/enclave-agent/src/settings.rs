@@ -28,6 +28,11 @@ use crate::tsk_file::{self, EncryptedTsk, TskFileError};
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error(
+        "--kms-key-arn (AGENT_KMS_KEY_ARN) is required: the KMS key the TSK comes from, part of the image's \
+         measured configuration (enclave-image/build.sh bakes it in; scripts/setup-kms.sh records it)"
+    )]
+    NoKmsKey,
+    #[error(
         "--tsk-file (AGENT_TSK_FILE) is required: the encrypted TSK written by scripts/setup-kms.sh \
          (in an enclave, use --config-from-sidecar)"
     )]
@@ -128,7 +133,7 @@ impl Settings {
         Ok(Settings {
             name: role.name,
             kind: role.kind,
-            tsk_key: cfg.kms_key_arn,
+            tsk_key: cfg.kms_key_arn.ok_or(SettingsError::NoKmsKey)?,
             input_key: cfg.input_key_arn,
             kms_trust: cfg.kms_trust,
             tsk_versions,
