@@ -15,29 +15,10 @@ use enclavemesh_harness::enclave_qemu::{QemuEnclave, allow_only, build_eif, musl
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::temporal::{Temporal, expected_balance};
 use enclavemesh_harness::{DevMesh, MeshOptions, bin_path, venv_bin, wait_for};
-use enclavemesh_proto::v1::DescribeRequest;
-use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
 
 fn lap(what: &str, t: &mut Instant) {
     eprintln!("[qemu e2e] {what}: {:.1} s", t.elapsed().as_secs_f64());
     *t = Instant::now();
-}
-
-/// Waits until the agent answers Describe over hybrid vsock; returns its PCR0.
-async fn wait_serving(e: &QemuEnclave, timeout: Duration) -> String {
-    let addr = e.agent_addr().parse().unwrap();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let ch = enclavemesh_transport::channel(&addr).unwrap();
-        let r = tokio::time::timeout(Duration::from_secs(5), AgentServiceClient::new(ch).describe(DescribeRequest {}))
-            .await;
-        if let Ok(Ok(d)) = r {
-            return d.into_inner().pcr0_hex;
-        }
-        assert!(e.running(), "{} stopped before serving:\n{}", e.name, e.console());
-        assert!(Instant::now() < deadline, "{} did not serve within {timeout:?}:\n{}", e.name, e.console());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,8 +40,8 @@ async fn slow_the_real_enclave_image_in_qemu_runs_the_loop_and_kms_refuses_a_cha
 
     let a = tokio::task::block_in_place(|| QemuEnclave::boot(&mesh, &eif.path, 16, "agent-a", "ledger-init"));
     let b = tokio::task::block_in_place(|| QemuEnclave::boot(&mesh, &eif.path, 17, "agent-b", "interest"));
-    assert_eq!(wait_serving(&a, Duration::from_secs(180)).await, eif.pcr0, "agent A attests the built PCR0");
-    assert_eq!(wait_serving(&b, Duration::from_secs(180)).await, eif.pcr0, "agent B attests the built PCR0");
+    assert_eq!(a.wait_serving(Duration::from_secs(180)).await.unwrap(), eif.pcr0, "agent A attests the built PCR0");
+    assert_eq!(b.wait_serving(Duration::from_secs(180)).await.unwrap(), eif.pcr0, "agent B attests the built PCR0");
     assert!(a.console().contains("TSK version released"), "{}", a.console());
     lap("two enclaves booted, attested and holding the TSK", &mut t);
 

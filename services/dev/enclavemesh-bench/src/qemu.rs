@@ -11,7 +11,7 @@ use enclavemesh_harness::enclave_qemu::{QemuEnclave, allow_only, build_eif};
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::{DevMesh, MeshOptions};
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
-use enclavemesh_proto::v1::{DescribeRequest, ProcessRequest, SealedEnvelope};
+use enclavemesh_proto::v1::{ProcessRequest, SealedEnvelope};
 use tonic::transport::Channel;
 
 use crate::result;
@@ -32,19 +32,6 @@ pub struct QemuArgs {
 
 fn client(addr: &str) -> anyhow::Result<AgentServiceClient<Channel>> {
     Ok(AgentServiceClient::new(enclavemesh_transport::channel(&addr.parse()?)?))
-}
-
-async fn wait_ready(addr: &str, e: &QemuEnclave, timeout: Duration) -> anyhow::Result<()> {
-    let t = Instant::now();
-    loop {
-        let r = tokio::time::timeout(Duration::from_secs(5), client(addr)?.describe(DescribeRequest {})).await;
-        if let Ok(Ok(_)) = r {
-            return Ok(());
-        }
-        anyhow::ensure!(e.running(), "the enclave stopped before serving:\n{}", e.console());
-        anyhow::ensure!(t.elapsed() < timeout, "the enclave did not serve within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn process(c: &mut AgentServiceClient<Channel>, state: &SealedEnvelope) -> anyhow::Result<Duration> {
@@ -77,8 +64,7 @@ async fn run_async(args: QemuArgs) -> anyhow::Result<()> {
         let cid = 20 + u32::try_from(i)?;
         let t = Instant::now();
         let e = tokio::task::block_in_place(|| QemuEnclave::boot(&mesh, &eif.path, cid, "agent-b", "interest"));
-        let addr = e.agent_addr();
-        wait_ready(&addr, &e, Duration::from_secs(180)).await?;
+        e.wait_serving(Duration::from_secs(180)).await?;
         boots.push(t.elapsed());
         mode = e.accel();
         eprintln!("  boot {i}: {:.2} s", t.elapsed().as_secs_f64());
@@ -104,7 +90,7 @@ async fn run_async(args: QemuArgs) -> anyhow::Result<()> {
     // The guest's state comes from a second enclave playing agent A (the QEMU-mode
     // emulator releases this mesh's TSK only to the EIF's PCR0).
     let qa = tokio::task::block_in_place(|| QemuEnclave::boot(&mesh, &eif.path, 40, "agent-a", "ledger-init"));
-    wait_ready(&qa.agent_addr(), &qa, Duration::from_secs(180)).await?;
+    qa.wait_serving(Duration::from_secs(180)).await?;
     let state_qemu = client(&qa.agent_addr())?
         .init(mesh.init_request("bench-qemu", 100_000, 500, "").await)
         .await?

@@ -120,6 +120,30 @@ impl QemuEnclave {
             .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
     }
 
+    /// Waits until the agent answers Describe over hybrid vsock (polled every 20 ms, so a
+    /// boot is timed closely); returns the PCR0 it attests. Fails if QEMU stops first.
+    pub async fn wait_serving(&self, timeout: Duration) -> anyhow::Result<String> {
+        use enclavemesh_proto::v1::DescribeRequest;
+        use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
+        let addr = self.agent_addr().parse()?;
+        let started = std::time::Instant::now();
+        loop {
+            let mut client = AgentServiceClient::new(enclavemesh_transport::channel(&addr)?);
+            let call = tokio::time::timeout(Duration::from_secs(5), client.describe(DescribeRequest {}));
+            if let Ok(Ok(d)) = call.await {
+                return Ok(d.into_inner().pcr0_hex);
+            }
+            anyhow::ensure!(self.running(), "{} stopped before serving:\n{}", self.name, self.console());
+            anyhow::ensure!(
+                started.elapsed() < timeout,
+                "{} did not serve within {timeout:?}:\n{}",
+                self.name,
+                self.console()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the console shows `needle` (or QEMU exits, or `timeout`).
     pub fn wait_console(&self, needle: &str, timeout: Duration) {
         wait_for(&format!("{} console: {needle}", self.name), timeout, || {
