@@ -32,26 +32,89 @@ pub(crate) struct AadFields<'a> {
     pub agent: &'a str,
 }
 
-impl AadFields<'_> {
-    /// Encodes the fields as described in the module docs.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            8 * 4 + 4 * 2 + 8 + AAD_LABEL.len() + self.key_id.len() + self.workflow_id.len() + self.agent.len(),
-        );
-        put_bytes(&mut out, AAD_LABEL);
-        out.extend_from_slice(&self.format_version.to_be_bytes());
-        put_bytes(&mut out, self.key_id.as_bytes());
-        out.extend_from_slice(&self.key_version.to_be_bytes());
-        put_bytes(&mut out, self.workflow_id.as_bytes());
-        out.extend_from_slice(&self.step.to_be_bytes());
-        put_bytes(&mut out, self.agent.as_bytes());
-        out
+/// AADs up to this many bytes are built on the stack (a KMS key ARN, a workflow id
+/// and an agent name of usual lengths take about 200); longer ones go to the heap.
+const INLINE_AAD: usize = 512;
+
+/// An encoded AAD: on the stack when it fits, so the common envelope costs no
+/// allocation for it. Not secret (every field is in the clear in the envelope).
+#[allow(clippy::large_enum_variant)] // the point: a stack buffer instead of a heap one
+pub(crate) enum Aad {
+    Inline { buf: [u8; INLINE_AAD], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl Aad {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            // `len <= INLINE_AAD` by construction; `get` keeps even a bug panic-free.
+            Aad::Inline { buf, len } => buf.get(..*len).unwrap_or_default(),
+            Aad::Heap(v) => v,
+        }
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-    out.extend_from_slice(b);
+impl AadFields<'_> {
+    /// Encodes the fields as described in the module docs.
+    pub(crate) fn encode(&self) -> Aad {
+        let total = 8 * 4 + 4 * 2 + 8 + AAD_LABEL.len() + self.key_id.len() + self.workflow_id.len() + self.agent.len();
+        if total <= INLINE_AAD {
+            let mut buf = [0u8; INLINE_AAD];
+            let mut w = Writer { buf: &mut buf, pos: 0 };
+            self.write(&mut w);
+            let len = w.pos;
+            debug_assert_eq!(len, total);
+            Aad::Inline { buf, len }
+        } else {
+            let mut out = Vec::with_capacity(total);
+            self.write(&mut out);
+            Aad::Heap(out)
+        }
+    }
+
+    fn write(&self, out: &mut impl Sink) {
+        put_bytes(out, AAD_LABEL);
+        out.put(&self.format_version.to_be_bytes());
+        put_bytes(out, self.key_id.as_bytes());
+        out.put(&self.key_version.to_be_bytes());
+        put_bytes(out, self.workflow_id.as_bytes());
+        out.put(&self.step.to_be_bytes());
+        put_bytes(out, self.agent.as_bytes());
+    }
+}
+
+/// Where [`AadFields::write`] appends bytes.
+trait Sink {
+    fn put(&mut self, b: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+/// Appends into a fixed buffer that `encode` sized to fit.
+struct Writer<'a> {
+    buf: &'a mut [u8; INLINE_AAD],
+    pos: usize,
+}
+
+impl Sink for Writer<'_> {
+    fn put(&mut self, b: &[u8]) {
+        let end = self.pos + b.len();
+        // `encode` checked the total fits; should that ever be wrong, the AAD comes
+        // out short and authentication fails instead of the enclave panicking.
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(b);
+            self.pos = end;
+        }
+    }
+}
+
+fn put_bytes(out: &mut impl Sink, b: &[u8]) {
+    out.put(&(b.len() as u64).to_be_bytes());
+    out.put(b);
 }
 
 #[cfg(test)]
@@ -65,14 +128,16 @@ mod tests {
     #[test]
     fn field_boundaries_are_unambiguous() {
         // Moving bytes between adjacent string fields must change the encoding.
-        assert_ne!(fields("ab", "c", "x").encode(), fields("a", "bc", "x").encode());
-        assert_ne!(fields("k", "wf", "").encode(), fields("k", "w", "f").encode());
+        assert_ne!(fields("ab", "c", "x").encode().as_slice(), fields("a", "bc", "x").encode().as_slice());
+        assert_ne!(fields("k", "wf", "").encode().as_slice(), fields("k", "w", "f").encode().as_slice());
     }
 
     #[test]
     fn layout_is_pinned() {
         let aad = AadFields { format_version: 1, key_id: "k", key_version: 2, workflow_id: "w", step: 3, agent: "a" }
             .encode();
+        assert!(matches!(aad, Aad::Inline { .. }));
+        let aad = aad.as_slice().to_vec();
         let mut expect = Vec::new();
         expect.extend_from_slice(&(AAD_LABEL.len() as u64).to_be_bytes());
         expect.extend_from_slice(AAD_LABEL);
@@ -83,5 +148,19 @@ mod tests {
         expect.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
         expect.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, b'a']);
         assert_eq!(aad, expect);
+    }
+
+    #[test]
+    fn long_fields_go_to_the_heap_with_the_same_layout() {
+        // Around the inline limit: both representations must encode identically.
+        for n in [0usize, 100, 400, 430, 431, 432, 433, 600, 5000] {
+            let wf = "w".repeat(n);
+            let f = fields("key", &wf, "agent");
+            let aad = f.encode();
+            let mut reference = Vec::new();
+            f.write(&mut reference);
+            assert_eq!(aad.as_slice(), reference.as_slice(), "workflow id of {n} bytes");
+            assert_eq!(matches!(aad, Aad::Inline { .. }), reference.len() <= INLINE_AAD);
+        }
     }
 }

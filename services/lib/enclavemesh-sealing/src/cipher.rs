@@ -36,10 +36,14 @@ pub const TAG_LEN: usize = 16;
 ///
 /// This is one of the few places the workspace allows `unsafe`: wiping memory that a
 /// safe type still owns needs a slot the compiler does not treat as a live value.
-struct ExpandedKey(MaybeUninit<LessSafeKey>);
+///
+/// [`crate::subkey_cache`] keeps these (behind an `Arc`) so that a workflow's
+/// envelopes reuse one expansion; the wipe then happens when the cache evicts the
+/// entry and the last envelope using it is done.
+pub(crate) struct ExpandedKey(MaybeUninit<LessSafeKey>);
 
 impl ExpandedKey {
-    fn new(key: &SubKey) -> Result<Self, ()> {
+    pub(crate) fn new(key: &SubKey) -> Result<Self, ()> {
         let unbound = UnboundKey::new(&AES_256_GCM, &key.0).map_err(|_| ())?;
         Ok(ExpandedKey(MaybeUninit::new(LessSafeKey::new(unbound))))
     }
@@ -60,14 +64,29 @@ impl Drop for ExpandedKey {
         unsafe { self.0.assume_init_drop() };
         // `MaybeUninit<T>` may hold any bytes, so writing zeros over it is sound.
         self.0.zeroize();
+        #[cfg(test)]
+        wipe_probe::record(&self.0);
     }
 }
 
-/// Encrypts `plaintext` and returns `ciphertext || tag`.
+/// Encrypts `plaintext` and returns `ciphertext || tag` (expanding `key` for this
+/// one call).
 pub(crate) fn encrypt(key: &SubKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, ()> {
-    let key = ExpandedKey::new(key)?;
+    encrypt_with(&ExpandedKey::new(key)?, nonce, aad, plaintext)
+}
+
+/// Encrypts `plaintext` under an already expanded key and returns `ciphertext || tag`.
+///
+/// One allocation of exactly `plaintext.len() + TAG_LEN` bytes, one copy of the
+/// plaintext into it, encryption in place, the tag appended into the reserved room.
+pub(crate) fn encrypt_with(
+    key: &ExpandedKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ()> {
     // Reserve room for the tag up front so appending it does not reallocate.
-    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    let mut buf = Vec::with_capacity(plaintext.len().checked_add(TAG_LEN).ok_or(())?);
     buf.extend_from_slice(plaintext);
     match key.get().seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf) {
         Ok(tag) => {
@@ -87,9 +106,18 @@ pub(crate) fn encrypt(key: &SubKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plainte
 /// Input shorter than a tag fails like a wrong tag. On failure the buffer (which
 /// may hold unauthenticated plaintext) is wiped on drop.
 pub(crate) fn decrypt(key: &SubKey, nonce: &[u8; NONCE_LEN], aad: &[u8], sealed: &[u8]) -> Result<Plaintext, ()> {
+    decrypt_with(&ExpandedKey::new(key)?, nonce, aad, sealed)
+}
+
+/// [`decrypt`] under an already expanded key.
+pub(crate) fn decrypt_with(
+    key: &ExpandedKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Plaintext, ()> {
     // Defensive even though `open` checks the length first: never panic on input.
     let pt_len = sealed.len().checked_sub(TAG_LEN).ok_or(())?;
-    let key = ExpandedKey::new(key)?;
     // Exact capacity: a later reallocation would leave an unwiped plaintext copy.
     // The tag stays in the spare capacity after truncation; it is not secret, and
     // `Plaintext` wipes the whole capacity anyway.
@@ -101,4 +129,34 @@ pub(crate) fn decrypt(key: &SubKey, nonce: &[u8; NONCE_LEN], aad: &[u8], sealed:
     debug_assert_eq!(opened, pt_len);
     buf.truncate(pt_len);
     Ok(out)
+}
+
+/// Test-only observation of [`ExpandedKey`]'s wipe: counts, per thread, the drops
+/// after which every byte of the key slot read back as zero.
+#[cfg(test)]
+pub(crate) mod wipe_probe {
+    use std::cell::Cell;
+    use std::mem::MaybeUninit;
+
+    use ring::aead::LessSafeKey;
+
+    thread_local! {
+        static WIPED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[allow(unsafe_code)] // reading back the bytes `drop` just zeroed
+    pub(super) fn record(slot: &MaybeUninit<LessSafeKey>) {
+        // SAFETY: `zeroize` has just written every byte of the slot, so all
+        // `size_of::<LessSafeKey>()` bytes are initialised `u8`s.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(slot.as_ptr().cast::<u8>(), std::mem::size_of::<LessSafeKey>()) };
+        if bytes.iter().all(|&b| b == 0) {
+            WIPED.with(|w| w.set(w.get() + 1));
+        }
+    }
+
+    /// Expanded keys dropped (and verified all-zero) on this thread so far.
+    pub(crate) fn wiped() -> usize {
+        WIPED.with(Cell::get)
+    }
 }

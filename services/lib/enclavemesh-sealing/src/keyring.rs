@@ -4,10 +4,17 @@
 //! New envelopes always use the newest version; older versions stay only to open
 //! existing envelopes until they are re-sealed, then get retired, after which
 //! envelopes still under them are refused with a precise error.
+//!
+//! The ring also holds the [`crate::subkey_cache`] of expanded per-workflow subkeys
+//! derived from its TSKs, so the keys and everything derived from them live and die
+//! together.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::cipher::ExpandedKey;
 use crate::key::Tsk;
+use crate::subkey_cache::{DEFAULT_SUBKEY_CACHE_CAPACITY, Purpose, SubkeyCache};
 
 /// Why a key could not be added to a [`KeyRing`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,18 +36,41 @@ pub enum KeyRingError {
     },
 }
 
-/// TSKs by version for one KMS key id.
-#[derive(Clone)]
+/// TSKs by version for one KMS key id, and a bounded cache of the per-workflow
+/// subkeys derived from them (see [`KeyRing::with_subkey_cache_capacity`]).
+///
+/// Cloning copies the TSKs; the clone starts with an empty cache of the same
+/// capacity.
 pub struct KeyRing {
     key_id: String,
     versions: BTreeMap<u32, Tsk>,
+    subkeys: SubkeyCache,
+}
+
+impl Clone for KeyRing {
+    fn clone(&self) -> Self {
+        KeyRing {
+            key_id: self.key_id.clone(),
+            versions: self.versions.clone(),
+            subkeys: SubkeyCache::new(self.subkeys.capacity()),
+        }
+    }
 }
 
 impl KeyRing {
     /// An empty ring for `key_id` (the KMS key id or ARN the TSKs are wrapped under;
-    /// it is written into and checked against every envelope).
+    /// it is written into and checked against every envelope), caching up to
+    /// [`DEFAULT_SUBKEY_CACHE_CAPACITY`] per-workflow subkeys.
     pub fn new(key_id: impl Into<String>) -> Self {
-        KeyRing { key_id: key_id.into(), versions: BTreeMap::new() }
+        Self::with_subkey_cache_capacity(key_id, DEFAULT_SUBKEY_CACHE_CAPACITY)
+    }
+
+    /// Like [`KeyRing::new`], keeping at most `capacity` expanded per-workflow
+    /// subkeys (least recently used evicted first, each wiped when evicted). 0
+    /// disables the cache: every seal and open then derives and expands its subkey
+    /// afresh. Envelopes are byte-for-byte the same either way.
+    pub fn with_subkey_cache_capacity(key_id: impl Into<String>, capacity: usize) -> Self {
+        KeyRing { key_id: key_id.into(), versions: BTreeMap::new(), subkeys: SubkeyCache::new(capacity) }
     }
 
     /// KMS key id this ring belongs to.
@@ -76,15 +106,43 @@ impl KeyRing {
         self.versions.keys().copied().collect()
     }
 
-    /// Drops (and thereby wipes) `version`; returns whether it was held.
-    /// Envelopes sealed under it then fail with `UnknownKeyVersion`.
+    /// Drops (and thereby wipes) `version` and the subkeys cached for it; returns
+    /// whether it was held. Envelopes sealed under it then fail with
+    /// `UnknownKeyVersion`.
     pub fn retire(&mut self, version: u32) -> bool {
+        // Purge first and unconditionally: a version number given to a different TSK
+        // after retirement must never find the old TSK's subkeys.
+        self.subkeys.purge_version(version);
         self.versions.remove(&version).is_some()
     }
 
-    /// The TSK for `version`, if held.
+    /// The TSK for `version`, if held (tests derive subkeys from it directly).
+    #[cfg(test)]
     pub(crate) fn get(&self, version: u32) -> Option<&Tsk> {
         self.versions.get(&version)
+    }
+
+    /// The expanded subkey of `version` for `workflow_id` (from the cache when
+    /// there), or `None` when the version is not held. `Some(Err(()))` only if the
+    /// AEAD library refuses a 32-byte key, which it never does.
+    pub(crate) fn subkey(
+        &self,
+        version: u32,
+        workflow_id: &str,
+        purpose: Purpose,
+    ) -> Option<Result<Arc<ExpandedKey>, ()>> {
+        let tsk = self.versions.get(&version)?;
+        Some(self.subkeys.get(version, tsk, workflow_id, purpose))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn subkey_cache(&self) -> &SubkeyCache {
+        &self.subkeys
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_subkey_cache_for_test(&mut self, cache: SubkeyCache) {
+        self.subkeys = cache;
     }
 
     /// Whether no version is held.

@@ -5,7 +5,9 @@
 //!   openable until its version is retired.
 //! * [`seal`] / [`open`]: AES-256-GCM under a per-workflow HKDF-SHA256 subkey, with
 //!   every header field bound into the AAD ([`SealHeader`], [`Expectation`],
-//!   [`Limits`]); [`OpenError`] says precisely why an envelope was refused.
+//!   [`Limits`]); [`OpenError`] says precisely why an envelope was refused. The ring
+//!   caches expanded subkeys (bounded, wiped on eviction; `subkey_cache` module docs
+//!   give the nonce-safety argument).
 //! * [`envelope_sha256`]: digest for history and audit records.
 //! * [`padding`]: size buckets, so a ciphertext's length does not leak values.
 //! * [`owner`]: the data owner's inputs (data-key AES-GCM) and results (HPKE to the
@@ -21,9 +23,11 @@ mod error;
 mod header;
 mod key;
 mod keyring;
+mod nonce;
 pub mod owner;
 pub mod padding;
 mod plaintext;
+mod subkey_cache;
 
 pub use cipher::{NONCE_LEN, TAG_LEN};
 pub use digest::envelope_sha256;
@@ -34,6 +38,7 @@ pub use header::{Expectation, FORMAT_VERSION, Limits, SealHeader};
 pub use key::{KEY_LEN, KeyError, Tsk};
 pub use keyring::{KeyRing, KeyRingError};
 pub use plaintext::Plaintext;
+pub use subkey_cache::DEFAULT_SUBKEY_CACHE_CAPACITY;
 pub use zeroize::Zeroizing;
 
 #[cfg(test)]

@@ -370,7 +370,7 @@ fn independent_envelope_opens() {
     .encode();
     let nonce = [9u8; 12];
     let ciphertext = Aes256Gcm::new(&subkey.0.into())
-        .encrypt(&Nonce::from(nonce), Payload { msg: b"from elsewhere", aad: &aad })
+        .encrypt(&Nonce::from(nonce), Payload { msg: b"from elsewhere", aad: aad.as_slice() })
         .unwrap();
     let env = SealedEnvelope {
         format_version: 1,
@@ -383,6 +383,242 @@ fn independent_envelope_opens() {
         ciphertext,
     };
     assert_eq!(open_default(&ring, &env).unwrap().as_slice(), b"from elsewhere");
+}
+
+/// The ring's cache of expanded per-workflow subkeys (`subkey_cache`).
+mod subkey_cache {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cipher::{self, wipe_probe};
+    use crate::subkey_cache::{Purpose, SubkeyCache};
+
+    fn ring_with(capacity: usize) -> KeyRing {
+        let mut ring = KeyRing::with_subkey_cache_capacity(KEY_ID, capacity);
+        ring.insert(1, Tsk::from_bytes([0x11; 32])).unwrap();
+        ring
+    }
+
+    fn hdr(wf: &str, step: u64) -> SealHeader {
+        SealHeader { workflow_id: wf.into(), step, agent: "agent-a".into() }
+    }
+
+    fn open_as(ring: &KeyRing, env: &SealedEnvelope) -> Result<Plaintext, OpenError> {
+        open(ring, env, &Expectation { workflow_id: env.workflow_id.clone(), step: env.step }, &Limits::default())
+    }
+
+    fn cached(ring: &KeyRing, version: u32, wf: &str) -> Option<Arc<cipher::ExpandedKey>> {
+        ring.subkey_cache().peek(version, wf).map(|(k, _)| k)
+    }
+
+    #[test]
+    fn default_ring_caches_and_the_bound_is_respected_lru_first() {
+        assert_eq!(KeyRing::new(KEY_ID).subkey_cache().capacity(), DEFAULT_SUBKEY_CACHE_CAPACITY);
+        let ring = ring_with(3);
+        for wf in ["wf-0", "wf-1", "wf-2"] {
+            seal(&ring, &hdr(wf, 0), b"s").unwrap();
+        }
+        assert_eq!(ring.subkey_cache().len(), 3);
+        // Opening counts as use: wf-0 becomes the most recent, wf-1 the least.
+        open_as(&ring, &seal(&ring, &hdr("wf-0", 1), b"s").unwrap()).unwrap();
+        for (i, wf) in ["wf-3", "wf-4", "wf-5", "wf-6"].into_iter().enumerate() {
+            seal(&ring, &hdr(wf, 0), b"s").unwrap();
+            assert_eq!(ring.subkey_cache().len(), 3, "after {wf}");
+            if i == 0 {
+                assert!(cached(&ring, 1, "wf-1").is_none(), "least recently used goes first");
+                assert!(cached(&ring, 1, "wf-0").is_some());
+                assert!(cached(&ring, 1, "wf-2").is_some());
+            }
+        }
+        // Many workflows through a small cache: still bounded, everything still opens.
+        for i in 0..50 {
+            let env = seal(&ring, &hdr(&format!("many-{i}"), 0), b"s").unwrap();
+            assert_eq!(open_as(&ring, &env).unwrap().as_slice(), b"s");
+            assert!(ring.subkey_cache().len() <= 3);
+        }
+    }
+
+    #[test]
+    fn eviction_retirement_and_drop_wipe_the_expanded_keys() {
+        let mut ring = ring_with(1);
+        seal(&ring, &hdr("wf-a", 0), b"s").unwrap();
+        let a = Arc::downgrade(&cached(&ring, 1, "wf-a").unwrap());
+
+        // Evicting wf-a (capacity 1) drops the cache's reference: the key schedule is
+        // gone and its bytes were zero when it was freed.
+        let before = wipe_probe::wiped();
+        seal(&ring, &hdr("wf-b", 0), b"s").unwrap();
+        assert!(a.upgrade().is_none(), "evicted key is still alive");
+        assert_eq!(wipe_probe::wiped(), before + 1);
+
+        // A key in use while it is evicted lives (and works) until that use ends.
+        let in_use = ring.subkey(1, "wf-b", Purpose::Seal).unwrap().unwrap();
+        let b = Arc::downgrade(&in_use);
+        seal(&ring, &hdr("wf-c", 0), b"s").unwrap();
+        assert!(b.upgrade().is_some());
+        let ct = cipher::encrypt_with(&in_use, &[1; 12], b"", b"still usable").unwrap();
+        assert_eq!(cipher::decrypt_with(&in_use, &[1; 12], b"", &ct).unwrap().as_slice(), b"still usable");
+        let before = wipe_probe::wiped();
+        drop(in_use);
+        assert!(b.upgrade().is_none());
+        assert_eq!(wipe_probe::wiped(), before + 1);
+
+        // Retiring a version purges its subkeys.
+        let c = Arc::downgrade(&cached(&ring, 1, "wf-c").unwrap());
+        let before = wipe_probe::wiped();
+        assert!(ring.retire(1));
+        assert!(c.upgrade().is_none());
+        assert_eq!(ring.subkey_cache().len(), 0);
+        assert_eq!(wipe_probe::wiped(), before + 1);
+
+        // Dropping the ring wipes whatever it still caches.
+        let ring = ring_with(8);
+        for wf in ["x", "y", "z"] {
+            seal(&ring, &hdr(wf, 0), b"s").unwrap();
+        }
+        let before = wipe_probe::wiped();
+        drop(ring);
+        assert_eq!(wipe_probe::wiped(), before + 3);
+    }
+
+    #[test]
+    fn workflows_and_versions_never_share_a_subkey() {
+        let mut ring = ring_with(16);
+        ring.insert(2, Tsk::from_bytes([0x22; 32])).unwrap();
+        // Ids that differ by one byte, a prefix, a trailing NUL, or only by version.
+        let ids: [(u32, &str); 6] = [(1, "wf"), (1, "wf-"), (1, "wf-a"), (1, "wf-a\0"), (1, "wf-b"), (2, "wf-a")];
+        let keys: Vec<_> = ids.iter().map(|(v, wf)| ring.subkey(*v, wf, Purpose::Open).unwrap().unwrap()).collect();
+        assert_eq!(ring.subkey_cache().len(), ids.len());
+        let nonce = [5u8; 12];
+        let cts: Vec<_> =
+            keys.iter().map(|k| cipher::encrypt_with(k, &nonce, b"", b"same plaintext").unwrap()).collect();
+        for i in 0..ids.len() {
+            // The cached key is exactly the HKDF subkey of that version and workflow.
+            let tsk = ring.get(ids[i].0).unwrap();
+            let fresh = cipher::encrypt(&tsk.derive_subkey(ids[i].1), &nonce, b"", b"same plaintext").unwrap();
+            assert_eq!(cts[i], fresh, "{:?}", ids[i]);
+            for j in 0..i {
+                assert!(!Arc::ptr_eq(&keys[i], &keys[j]), "{:?} and {:?} share an entry", ids[i], ids[j]);
+                assert_ne!(cts[i], cts[j], "{:?} and {:?} share a key", ids[i], ids[j]);
+            }
+        }
+        // And the same (version, workflow) again is the same entry.
+        assert!(Arc::ptr_eq(&keys[2], &ring.subkey(1, "wf-a", Purpose::Seal).unwrap().unwrap()));
+        // A workflow's envelope (sealed under the newest version, 2) does not open
+        // under another workflow's or another version's key even with the header
+        // check out of the way (decrypting directly under the other cached key).
+        let env = seal(&ring, &hdr("wf-a", 0), b"for a").unwrap();
+        assert_eq!(env.key_version, 2);
+        let aad = crate::aad::AadFields {
+            format_version: env.format_version,
+            key_id: &env.key_id,
+            key_version: env.key_version,
+            workflow_id: &env.workflow_id,
+            step: env.step,
+            agent: &env.agent,
+        }
+        .encode();
+        let nonce: [u8; 12] = env.nonce.as_slice().try_into().unwrap();
+        for other in [0, 1, 2, 3, 4] {
+            assert!(cipher::decrypt_with(&keys[other], &nonce, aad.as_slice(), &env.ciphertext).is_err(), "{other}");
+        }
+        assert_eq!(
+            cipher::decrypt_with(&keys[5], &nonce, aad.as_slice(), &env.ciphertext).unwrap().as_slice(),
+            b"for a"
+        );
+    }
+
+    #[test]
+    fn cached_and_uncached_rings_open_each_others_envelopes() {
+        let warm = ring_with(DEFAULT_SUBKEY_CACHE_CAPACITY);
+        let cold = ring_with(0);
+        for step in 0..5u64 {
+            for wf in ["wf-1", "wf-2"] {
+                let pt = format!("{wf} at {step}");
+                let from_cache = seal(&warm, &hdr(wf, step), pt.as_bytes()).unwrap();
+                let uncached = seal(&cold, &hdr(wf, step), pt.as_bytes()).unwrap();
+                // Each side's envelope opens on the other, and on a brand-new ring.
+                assert_eq!(open_as(&cold, &from_cache).unwrap().as_slice(), pt.as_bytes());
+                assert_eq!(open_as(&warm, &uncached).unwrap().as_slice(), pt.as_bytes());
+                assert_eq!(open_as(&ring_with(4), &from_cache).unwrap().as_slice(), pt.as_bytes());
+                assert_eq!(open_as(&ring_with(4), &uncached).unwrap().as_slice(), pt.as_bytes());
+            }
+        }
+        assert_eq!(warm.subkey_cache().len(), 2);
+        assert_eq!(cold.subkey_cache().len(), 0, "capacity 0 caches nothing");
+        // A clone keeps the keys and starts with an empty cache of the same size.
+        let clone = warm.clone();
+        assert_eq!(clone.subkey_cache().len(), 0);
+        assert_eq!(clone.subkey_cache().capacity(), DEFAULT_SUBKEY_CACHE_CAPACITY);
+        let env = seal(&warm, &hdr("wf-1", 9), b"c").unwrap();
+        assert_eq!(open_as(&clone, &env).unwrap().as_slice(), b"c");
+    }
+
+    #[test]
+    fn use_counter_rotates_the_instance_and_opens_do_not_count() {
+        let mut ring = ring_with(4);
+        ring.set_subkey_cache_for_test(SubkeyCache::with_limits(4, 3));
+        let mut envs = Vec::new();
+        for step in 0..3 {
+            envs.push(seal(&ring, &hdr("wf", step), b"s").unwrap());
+        }
+        let (first, seals) = ring.subkey_cache().peek(1, "wf").unwrap();
+        assert_eq!(seals, 3);
+        for env in &envs {
+            open_as(&ring, env).unwrap();
+        }
+        assert_eq!(ring.subkey_cache().peek(1, "wf").unwrap().1, 3, "opening consumes no nonces");
+
+        // The fourth seal finds the instance used up: it is evicted and a new one
+        // (same key, fresh expansion) takes over with a fresh count.
+        let weak = Arc::downgrade(&first);
+        drop(first);
+        let before = wipe_probe::wiped();
+        envs.push(seal(&ring, &hdr("wf", 3), b"s").unwrap());
+        let (second, seals) = ring.subkey_cache().peek(1, "wf").unwrap();
+        assert_eq!(seals, 1);
+        assert!(weak.upgrade().is_none(), "the used-up instance was not released");
+        assert_eq!(wipe_probe::wiped(), before + 1);
+        drop(second);
+        // Envelopes from both instances open anywhere.
+        for env in &envs {
+            open_as(&ring, env).unwrap();
+            open_as(&ring_with(0), env).unwrap();
+        }
+        // Default bound: far below the 2^32 random-nonce limit per key.
+        const { assert!(crate::subkey_cache::MAX_SEALS_PER_INSTANCE <= 1 << 20) };
+    }
+
+    #[test]
+    fn a_version_number_reused_after_retirement_never_reaches_the_old_subkey() {
+        let mut ring = ring_with(8);
+        seal(&ring, &hdr("wf", 0), b"old").unwrap();
+        assert!(ring.retire(1));
+        ring.insert(1, Tsk::from_bytes([0x77; 32])).unwrap();
+        let env = seal(&ring, &hdr("wf", 1), b"new").unwrap();
+        let mut new_only = KeyRing::with_subkey_cache_capacity(KEY_ID, 0);
+        new_only.insert(1, Tsk::from_bytes([0x77; 32])).unwrap();
+        assert_eq!(open_as(&new_only, &env).unwrap().as_slice(), b"new");
+        assert_eq!(open_as(&ring_with(0), &env).unwrap_err(), OpenError::Tampered);
+    }
+
+    #[test]
+    fn concurrent_seals_and_opens_through_a_small_cache() {
+        let ring = ring_with(2);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let ring = &ring;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        let wf = format!("wf-{}", (i + t) % 5);
+                        let env = seal(ring, &hdr(&wf, i), &i.to_be_bytes()).unwrap();
+                        assert_eq!(open_as(ring, &env).unwrap().as_slice(), i.to_be_bytes());
+                    }
+                });
+            }
+        });
+        assert!(ring.subkey_cache().len() <= 2);
+    }
 }
 
 /// Random byte strings and random structured envelopes: opening never panics
@@ -435,4 +671,12 @@ mod never_panics {
             }
         }
     }
+}
+
+/// The agent shares one ring across tasks (`Arc<KeyRing>`), the fuzz targets in a
+/// `static`: the cache inside must keep it `Send + Sync`.
+#[test]
+fn key_ring_stays_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    shareable::<KeyRing>();
 }
