@@ -30,7 +30,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root/fuzz"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    msg="cargo-fuzz is not installed (cargo install cargo-fuzz --locked); skipping libFuzzer runs (the stable replay test integration-tests/tests/fuzz_replay.rs still runs)"
+    msg="cargo-fuzz is not installed (cargo install cargo-fuzz --locked); skipping libFuzzer runs (the stable replay test integration-tests/tests/suite/fuzz_replay.rs still runs)"
     if [[ $if_available -eq 1 ]]; then echo "fuzz: $msg"; exit 0; fi
     echo "fuzz: $msg" >&2; exit 1
 fi

@@ -45,26 +45,55 @@ def row(area, fig, val, unit, ref_name, ref, target=None, higher_is_better=True,
 
 
 for n, lbl in [(256, "256 B"), (1024, "1 KiB"), (16384, "16 KiB"), (1048576, "1 MiB")]:
-    t = 0.8 if n == 16384 else None
+    t = 0.8 if n in (1024, 16384) else None  # issue 17: small envelopes (1 KiB) and 16 KiB
     row("1 seal/open", f"seal {lbl}", f"seal_{n}_mibs", "MiB/s", "openssl enc", f"openssl_enc_{n}_mibs", t)
     row("1 seal/open", f"open {lbl}", f"open_{n}_mibs", "MiB/s", "openssl dec", f"openssl_dec_{n}_mibs", t)
+# A workflow's first envelope in an agent (subkey cache miss: HKDF + key expansion).
+row("1 seal/open", "seal 1 KiB, subkey cache miss", "seal_uncached_1024_mibs", "MiB/s", "openssl enc", "openssl_enc_1024_mibs")
+row("1 seal/open", "open 1 KiB, subkey cache miss", "open_uncached_1024_mibs", "MiB/s", "openssl dec", "openssl_dec_1024_mibs")
 for tr in ["unix", "tcp"]:
-    row("2 hop", f"Process 1 KiB {tr} p50", f"hop_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us", 3.0, False)
+    # Issue 17 replaced issue 7's "≤ 3x raw" target (below any gRPC server here) with
+    # ratios to bare tonic; the raw row stays as information.
+    row("2 hop", f"Process 1 KiB {tr} p50", f"hop_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
     row("2 hop", f"Process 1 KiB {tr} p99", f"hop_{tr}_p99_us", "µs", "raw ping-pong p99", f"raw_{tr}_p99_us", limit=(1000, "1 ms"))
     # Where the hop's time goes: the gRPC/HTTP2 floor (Describe: no crypto, no state)
     # over the same channel, and what Process adds on top of it.
-    row("2 hop", f"bare tonic unary (no layers) {tr} p50", f"bare_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
+    row("2 hop", f"bare tonic Process (no layers, no crypto, same messages) {tr} p50", f"bare_{tr}_p50_us", "µs",
+        "raw ping-pong p50", f"raw_{tr}_p50_us")
     row("2 hop", f"gRPC floor (agent stack, Describe) {tr} p50", f"floor_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
     f, h = num(f"floor_{tr}_p50_us"), num(f"hop_{tr}_p50_us")
     r[f"added_{tr}_p50_us"] = "" if f is None or h is None else str(h - f)
     row("2 hop", f"Process above the floor {tr} p50", f"added_{tr}_p50_us", "µs", "raw ping-pong p50", f"raw_{tr}_p50_us")
-    # Server CPU per call (all threads), against the bare tonic server's for the same Describe.
-    row("2 hop", f"agent CPU per Process {tr}", f"hop_{tr}_cpu_us", "µs", "bare tonic CPU per call", f"bare_{tr}_cpu_us")
+    # Server CPU per call (all threads), against the bare tonic server's for the same messages.
+    row("2 hop", f"agent CPU per Process {tr}", f"hop_{tr}_cpu_us", "µs", "bare tonic CPU per call", f"bare_{tr}_cpu_us",
+        1.5, False)
     row("2 hop", f"agent CPU per Describe {tr}", f"floor_{tr}_cpu_us", "µs", "bare tonic CPU per call", f"bare_{tr}_cpu_us")
-row("3 Temporal loop", "SecureStateLoop p50", "loop_secure_p50_ms", "ms", "plaintext loop p50", "loop_plain_p50_ms", 1.15, False)
-row("3 Temporal loop", "SecureStateLoop p99", "loop_secure_p99_ms", "ms", "plaintext loop p99", "loop_plain_p99_ms")
-row("3 Temporal loop", f"throughput @{r.get('loop_concurrency', '?')} in flight", "loop_secure_wps", "wf/s",
-    "plaintext loop", "loop_plain_wps")
+    # Issue 17: the hop against bare tonic unary with the same request and response
+    # (bench `mirror`: no layers, no crypto), measured in the same rounds.
+    row("2 hop", f"Process {tr} p50 vs bare tonic", f"hop_{tr}_p50_us", "µs", "bare tonic unary p50",
+        f"bare_{tr}_p50_us", 1.3, False)
+    c = r.get("hop_concurrency", "64")
+    row("2 hop", f"Process throughput @{c} in flight {tr}", f"hop_{tr}_c{c}_rps", "calls/s",
+        f"bare tonic Process @{c} in flight", f"bare_{tr}_c{c}_rps", 0.7)
+# W3C trace context with no exporter: extract + link + inject per call, above the span itself.
+row("2 hop", "trace-context propagation, no exporter, per call", "trace_ctx_cost_us", "µs", "server span alone",
+    "trace_span_us", limit=(2, "2 µs"))
+# Issue 17: local-activity handoffs (the default) against one remote activity per step
+# (the earlier design), same workflow, agents and server, interleaved.
+steps = r.get("loop_steps", "?")
+row("3 Temporal loop", f"{steps} steps, local handoffs, p50", "loop_local_p50_ms", "ms", "remote activities p50",
+    "loop_remote_p50_ms", 0.2, False)
+row("3 Temporal loop", f"{steps} steps, local handoffs, p99", "loop_local_p99_ms", "ms", "remote activities p99",
+    "loop_remote_p99_ms")
+row("3 Temporal loop", f"throughput @{r.get('loop_concurrency', '?')} in flight, local", "loop_local_wps", "wf/s",
+    "remote activities", "loop_remote_wps", 3.0)
+row("3 Temporal loop", "Temporal server CPU per workflow, local", "loop_local_temporal_cpu_ms", "ms",
+    "remote activities", "loop_remote_temporal_cpu_ms", 0.5, False)
+# What the enclave side adds once Temporal's round trips are gone: the same local loop on
+# plaintext pass-through agents.
+row("3 Temporal loop", f"{steps} steps, local, secure p50", "loop_local_p50_ms", "ms", "plaintext agents p50",
+    "loop_plain_p50_ms")
+row("3 Temporal loop", "throughput, local, secure", "loop_local_wps", "wf/s", "plaintext agents", "loop_plain_wps")
 for tr in ["tcp", "unix"]:
     row("4 bridge", f"bridge tcp->{tr} throughput", f"bridge_{tr}_mibs", "MiB/s", f"socat tcp->{tr}", f"socat_{tr}_mibs", 1.0)
     d = num(f"direct_{tr}_p50_us")
@@ -108,10 +137,16 @@ for k, fig in [("agent_bin_stripped_bytes", "agent binary, release, stripped (im
 
 NOTES = """## Reading the results
 
-- **Seal/open** use `ring` AES-256-GCM (AES-NI + CLMUL assembly). At 16 KiB and
-  above they beat `openssl speed` (which runs through the EVP layer); below 1 KiB the
-  per-envelope work dominates — an HKDF per-workflow subkey, the AAD, the envelope
-  allocation — which is the price of binding every envelope to its workflow/step.
+- **Seal/open** use `ring` AES-256-GCM (AES-NI + CLMUL assembly). Both sides count
+  plaintext bytes: `seal` is given exactly n bytes (it does not pad; agents pad state to
+  buckets of at least 1 KiB before sealing, so 1 KiB is the smallest real envelope)
+  and `openssl speed -bytes n` encrypts n. The seal/open rows seal one workflow
+  throughout, so the per-workflow subkey comes expanded from the key ring's bounded
+  cache (an agent's steady state); what is left per envelope is 12 nonce bytes from
+  the OS (`getrandom`, a syscall that OpenSSL's loop does not make), the AAD on the
+  stack, one exact-size ciphertext buffer and the envelope's header fields. The
+  "cache miss" rows are a workflow's first envelope in an agent: HKDF-SHA256 plus the
+  AES key expansion, as every envelope paid before the cache.
   `aes-gcm` 0.10 measured 0.36x OpenSSL at 16 KiB here, which is why `ring` was chosen.
 - **One hop, p50 vs raw socket (MISS).** The "raw ping-pong" reference is one
   `write` + one `read` per direction on a blocking socket. A gRPC unary call is an

@@ -1,5 +1,5 @@
 //! Fuzz entry functions: one per cargo-fuzz target in `fuzz/fuzz_targets/`, and the
-//! same functions replayed by the stable test `integration-tests/tests/fuzz_replay.rs`
+//! same functions replayed by the stable test `integration-tests/tests/suite/fuzz_replay.rs`
 //! (so CI fuzzes a little even where libFuzzer/nightly is unavailable).
 //!
 //! Each entry takes arbitrary bytes the way the enclave boundary does and checks

@@ -142,11 +142,15 @@ async fn slow_temporal_restarted_mid_workflow_worker_reconnects_and_no_step_is_l
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let wf = "wf-temporal-restart";
     let steps = 40;
+    l.gate.hold(3);
     let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
     assert!(ok, "{all}");
-    l.wait_for_process_events(wf, 3, Duration::from_secs(60));
-    assert!(!l.closed(wf), "the restart must hit a running workflow; raise `steps`");
+    l.gate.wait_held(Duration::from_secs(60));
+    assert!(!l.closed(wf), "the restart must hit a running workflow");
     l.temporal.stop();
+    // Step 4 completes in the worker while Temporal is down: its result cannot be
+    // recorded, so it must be made again (exactly once in the final state).
+    l.gate.release();
     // A real outage, not just a blip: the worker's polls and completions fail meanwhile.
     // (FAULTS_TEMPORAL_OUTAGE_SECS=120 checks a long one by hand.)
     let outage = std::env::var("FAULTS_TEMPORAL_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -180,11 +184,14 @@ async fn slow_bridge_restarted_mid_workflow_clients_recover_and_no_step_is_lost_
 
     let wf = "wf-bridge-restart";
     let steps = 30;
+    l.gate.hold(3);
     let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
     assert!(ok, "{all}");
-    l.wait_for_process_events(wf, 3, Duration::from_secs(60));
-    assert!(!l.closed(wf), "the restart must hit a running workflow; raise `steps`");
+    l.gate.wait_held(Duration::from_secs(60));
+    assert!(!l.closed(wf), "the restart must hit a running workflow");
     bridge.kill();
+    // The held call now meets a dead bridge: UNAVAILABLE, retried until it is back.
+    l.gate.release();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // While it is down, callers get a clear transport error, not a hang.
     let (ok, down) = grpcurl(port, &["list"]);
@@ -210,5 +217,48 @@ async fn slow_bridge_restarted_mid_workflow_clients_recover_and_no_step_is_lost_
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    l.worker.assert_running();
+}
+
+// ---------------------------------------------------------------- Agent B and the worker killed
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_agent_b_killed_mid_loop_is_retried_and_no_step_is_lost_or_doubled() {
+    let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
+    let wf = "wf-kill-b";
+    let steps = 6;
+    l.gate.hold(2);
+    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
+    assert!(ok, "{all}");
+    l.gate.wait_held(Duration::from_secs(60));
+    l.b.kill();
+    // The held call (step 3) meets a dead agent: UNAVAILABLE, retried with backoff.
+    l.gate.release();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!l.closed(wf), "the loop must wait for Agent B, not fail");
+    let _ = std::fs::remove_file(&l.sock_b);
+    let (b2, _) = l.mesh.start_agent("agent-b", "interest", Some(&l.pcr0));
+    l.b = b2;
+    l.assert_completed_exactly_once(wf, steps);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_worker_killed_mid_loop_another_worker_finishes_and_no_step_is_lost_or_doubled() {
+    let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
+    let wf = "wf-kill-worker";
+    let steps = 8;
+    l.gate.hold(4);
+    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
+    assert!(ok, "{all}");
+    l.gate.wait_held(Duration::from_secs(60));
+    let before = l.gate.forwarded();
+    // The worker dies while Agent B holds step 5's request; Agent B then answers a dead
+    // caller: it made step 5, and nobody recorded it.
+    l.crash_and_replace_worker();
+    l.gate.release();
+    l.assert_completed_exactly_once(wf, steps);
+    // The new worker made the unrecorded steps again (at least step 5), from the last
+    // envelope history holds: the final state still has each step once.
+    assert!(l.gate.forwarded() > before, "the replacement worker called the agents");
     l.worker.assert_running();
 }

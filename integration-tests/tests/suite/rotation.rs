@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use base64::Engine;
+use enclavemesh_harness::gate::Gate;
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::temporal::{Temporal, expected_balance};
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, kms, wait_for};
@@ -82,7 +83,12 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
 
     // A long workflow, started under v1 and watched by the CLI in the background.
     let temporal = std::sync::Arc::new(Temporal::start(mesh.logs_dir()));
-    let _worker = temporal.start_worker(mesh.logs_dir(), "rot", &unix(&sock_a), &unix(&sock_b));
+    // The worker reaches B through a gate that holds step 3's call: the loop is then
+    // certainly in flight (a local-activity loop of 30 steps would otherwise be over
+    // before the rotation starts).
+    let (gate, gate_b) = Gate::start(&mesh.logs_dir().join("gate-b.sock"), &unix(&sock_b));
+    gate.hold(2);
+    let _worker = temporal.start_worker(mesh.logs_dir(), "rot", &unix(&sock_a), &gate_b);
     let wf = "wf-rotation";
     let steps: u32 = 30;
     let t = temporal.clone();
@@ -104,14 +110,10 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
         t.cli_with_env("rot", &args, &owner_env)
     });
 
-    // Once Agent B has sealed a step under v1, pause the workflow by stopping B.
-    // (The CLI starts the workflow from its own thread: until it has, `workflow show`
-    // fails, which here just means "not yet".)
-    wait_for("first B step", Duration::from_secs(90), || {
-        temporal.assert_running();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| temporal.history_json(wf)))
-            .is_ok_and(|h| h.matches("ProcessState").count() >= 2)
-    });
+    // Once Agent B has sealed steps 1 and 2 under v1 and step 3's call waits at the
+    // gate, stop B.
+    gate.wait_held(Duration::from_secs(90));
+    temporal.assert_running();
     b.kill();
 
     // Rotate, then restart the agents one at a time; each picks up [1, 2].
@@ -123,6 +125,7 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     let (b2, _) = start_agent_with(&mesh, "agent-b", "interest", &pcr0, &[]);
     b = b2;
     assert_eq!(key_versions(&sock_b).await, vec![1, 2]);
+    gate.release();
 
     // The in-flight workflow completes; later steps are sealed under v2.
     let (ok, lines, all) = watcher.join().unwrap();

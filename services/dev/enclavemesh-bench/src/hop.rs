@@ -2,7 +2,11 @@
 //! (release, simulated-NSM) agent over unix and TCP, against a raw socket ping-pong of
 //! the same request/response byte counts to a separate process.
 //!
-//! Also records the agent's resident memory idle (after bootstrap) and under this load.
+//! The bare tonic reference is [`crate::mirror`]: a layer-less tonic server answering the
+//! same Process messages without crypto. Also: throughput with `--concurrency` calls in
+//! flight on one connection (agent Process against the mirror's, interleaved), the cost of trace-context
+//! propagation with no exporter (`trace_cost`), and the agent's resident memory idle
+//! (after bootstrap) and under this load.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -38,6 +42,13 @@ pub struct HopArgs {
     /// Grow the sealed state (one history record per Process) until its ciphertext is this big.
     #[arg(long, default_value_t = 1024)]
     state_bytes: usize,
+    /// Calls in flight on one channel for the throughput series (Process on the agent,
+    /// Describe on bare tonic, interleaved in `--rounds` rounds).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Calls per throughput series in total (split over the rounds).
+    #[arg(long, default_value_t = 12_800)]
+    throughput_calls: usize,
 }
 
 type Client = AgentServiceClient<Channel>;
@@ -101,6 +112,22 @@ async fn time_process(c: &mut Client, req: &ProcessRequest, n: usize) -> anyhow:
     Ok(v)
 }
 
+/// `total` calls, `depth` in flight at once on `c`'s one connection (HTTP/2 streams),
+/// each one `call`; the wall time they took.
+async fn in_flight<F, Fut>(c: &Client, depth: usize, total: usize, call: F) -> anyhow::Result<Duration>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use futures::stream::{self, StreamExt as _};
+    let t = Instant::now();
+    let mut calls = stream::iter(0..total).map(|_| call(c.clone())).buffer_unordered(depth.max(1));
+    while let Some(r) = calls.next().await {
+        r?;
+    }
+    Ok(t.elapsed())
+}
+
 /// The harness's agent command line with `--listen` replaced.
 fn with_listen(cmd: Command, listen: &str) -> Command {
     let mut args: Vec<OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
@@ -124,10 +151,11 @@ fn spawn_echo(dir: &std::path::Path, name: &str, addr: &Address, req: usize, res
     Ok(Proc::spawn(name, cmd, dir))
 }
 
-/// The plaintext fake agent (bare tonic server: no layers, no crypto) as its own process.
-fn spawn_fake(dir: &std::path::Path, name: &str, addr: &Address) -> anyhow::Result<Proc> {
+/// The bare tonic reference ([`crate::mirror`]: no layers, no crypto, the hop's message
+/// sizes) as its own process.
+fn spawn_mirror(dir: &std::path::Path, name: &str, addr: &Address) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("fake-agent").arg("--listen").arg(addr.to_string()).arg("--name").arg(name);
+    cmd.arg("mirror").arg("--listen").arg(addr.to_string());
     Ok(Proc::spawn(name, cmd, dir))
 }
 
@@ -157,6 +185,8 @@ struct Bench<'a> {
     warmup: usize,
     iters: usize,
     rounds: usize,
+    concurrency: usize,
+    throughput_calls: usize,
 }
 
 /// The four series of one transport, and the CPU time the server used for each.
@@ -169,6 +199,10 @@ struct Series {
     hop_cpu: Duration,
     floor_cpu: Duration,
     bare_cpu: Duration,
+    /// Wall time of the throughput series (`concurrency` in flight) and their calls.
+    hop_many: Duration,
+    bare_many: Duration,
+    many_calls: usize,
 }
 
 /// Runs `f` and adds the CPU time `pid` used meanwhile to `cpu`.
@@ -196,7 +230,7 @@ impl Bench<'_> {
         bare: &Address,
     ) -> anyhow::Result<u64> {
         let _echo = spawn_echo(self.dir, &format!("echo-{kind}"), raw, self.req_len, self.resp_len)?;
-        let bare_proc = spawn_fake(self.dir, &format!("bare-{kind}"), bare)?;
+        let bare_proc = spawn_mirror(self.dir, &format!("bare-{kind}"), bare)?;
         let bare_pid = bare_proc.pid();
         wait_listening(raw);
         wait_listening(bare);
@@ -212,7 +246,7 @@ impl Bench<'_> {
         self.rt.block_on(async {
             time_process(&mut agent_c, self.req, self.warmup).await?;
             time_describe(&mut agent_c, self.warmup).await?;
-            time_describe(&mut bare_c, self.warmup).await
+            time_process(&mut bare_c, self.req, self.warmup).await
         })?;
 
         let rounds = self.rounds.max(1);
@@ -224,11 +258,38 @@ impl Bench<'_> {
             self.rt.block_on(async {
                 s.hop.extend(on_cpu(agent_pid, &mut s.hop_cpu, time_process(&mut agent_c, self.req, per_round)).await?);
                 s.floor.extend(on_cpu(agent_pid, &mut s.floor_cpu, time_describe(&mut agent_c, per_round)).await?);
-                s.bare.extend(on_cpu(bare_pid, &mut s.bare_cpu, time_describe(&mut bare_c, per_round)).await?);
+                s.bare.extend(on_cpu(bare_pid, &mut s.bare_cpu, time_process(&mut bare_c, self.req, per_round)).await?);
                 anyhow::Ok(())
             })?;
         }
+        // Throughput with `concurrency` calls in flight on one connection, interleaved
+        // like the latency series: agent Process against bare tonic Process (same messages).
+        let per_burst = self.throughput_calls.div_ceil(rounds).max(1);
+        let depth = self.concurrency;
+        let process = |mut c: Client| {
+            let req = self.req.clone();
+            async move {
+                c.process(request(req)).await?;
+                anyhow::Ok(())
+            }
+        };
+        self.rt.block_on(async {
+            // Warm-up: open the streams' windows, grow the servers' buffers.
+            in_flight(&agent_c, depth, depth * 4, process).await?;
+            in_flight(&bare_c, depth, depth * 4, process).await?;
+            for _ in 0..rounds {
+                s.hop_many += in_flight(&agent_c, depth, per_burst, process).await?;
+                s.bare_many += in_flight(&bare_c, depth, per_burst, process).await?;
+                s.many_calls += per_burst;
+            }
+            anyhow::Ok(())
+        })?;
         let peak = sampler.finish();
+        for (name, wall) in [("hop", s.hop_many), ("bare", s.bare_many)] {
+            let rps = s.many_calls as f64 / wall.as_secs_f64().max(1e-9);
+            result(&format!("{name}_{kind}_c{depth}_rps"), format!("{rps:.0}"));
+            eprintln!("  {name}_{kind}: {depth} in flight, {} calls, {rps:.0} calls/s", s.many_calls);
+        }
         // Server CPU per call (all threads): what the latency rows cost the server itself.
         let n = (rounds * per_round) as f64;
         for (name, cpu) in [("hop", s.hop_cpu), ("floor", s.floor_cpu), ("bare", s.bare_cpu)] {
@@ -246,6 +307,18 @@ fn report(prefix: &str, s: &Samples) {
     eprintln!("  {prefix}: n={} p50={:.1}us p99={:.1}us", s.len(), s.pct(50.0), s.pct(99.0));
     result(&format!("{prefix}_p50_us"), format!("{:.1}", s.pct(50.0)));
     result(&format!("{prefix}_p99_us"), format!("{:.1}", s.pct(99.0)));
+}
+
+/// Trace-context propagation with no exporter (`enclavemesh-bench trace-cost`, its own
+/// process): forwards its `RESULT` lines.
+fn trace_cost(dir: &std::path::Path) -> anyhow::Result<()> {
+    let out = Command::new(std::env::current_exe()?).arg("trace-cost").current_dir(dir).output()?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "trace-cost failed: {}", out.status);
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("RESULT ")) {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 pub fn run(args: HopArgs) -> anyhow::Result<()> {
@@ -300,11 +373,15 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         iters: args.iters,
         rounds: args.rounds,
+        concurrency: args.concurrency,
+        throughput_calls: args.throughput_calls,
     };
     let peak_unix = ctx.transport("unix", agent_b.pid(), &addr_b, &unix("echo"), &unix("bare"))?;
     let peak_tcp = ctx.transport("tcp", agent_tcp.pid(), &addr_tcp, &tcp(), &tcp())?;
 
     result("agent_rss_hop_kib", peak_unix.max(peak_tcp));
+    result("hop_concurrency", args.concurrency);
+    trace_cost(&dir)?;
 
     // Sustained load: every Process leaves an audit record in enclave memory, so RSS
     // grows until the trail's memory cap (--audit-max-bytes) starts evicting. Enough

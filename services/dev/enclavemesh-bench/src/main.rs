@@ -10,10 +10,12 @@ mod bootstrap;
 mod echo;
 mod fake;
 mod hop;
+mod mirror;
 mod qemu;
 mod rss;
 mod stats;
 mod temporal_loop;
+mod trace_cost;
 
 use clap::{Parser, Subcommand};
 use enclavemesh_transport::Address;
@@ -45,6 +47,18 @@ enum Command {
         #[arg(long)]
         resp: usize,
     },
+    /// (internal) Trace-context propagation cost with no exporter (own process: it installs
+    /// the global subscriber); `hop` runs it.
+    TraceCost {
+        #[arg(long, default_value_t = 200_000)]
+        iters: usize,
+    },
+    /// (internal) Bare tonic AgentService answering Process with the state it got (the hop's
+    /// bare reference: same message sizes, no layers, no crypto).
+    Mirror {
+        #[arg(long)]
+        listen: Address,
+    },
     /// (internal) Plaintext pass-through AgentService (worker testkit's fake agent, no crypto).
     FakeAgent {
         #[arg(long)]
@@ -63,6 +77,8 @@ fn main() -> anyhow::Result<()> {
         Command::Loop(a) => temporal_loop::run(a),
         Command::Echo { listen, req, resp } => echo::serve(&listen, req, resp),
         Command::FakeAgent { listen, name } => fake::serve(&listen, name),
+        Command::Mirror { listen } => mirror::serve(&listen),
+        Command::TraceCost { iters } => trace_cost::run(iters),
     }
 }
 

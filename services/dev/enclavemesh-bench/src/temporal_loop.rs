@@ -1,12 +1,16 @@
-//! The whole loop through Temporal: `SecureStateLoop` on real agents against the very
-//! same workflow and activities on plaintext pass-through agents.
+//! The whole loop through Temporal, three ways on one dev server, interleaved:
 //!
-//! One Temporal dev server, two release `enclavemesh-worker` processes on two task
-//! queues: `bench-secure` talks to real agents (simulated NSM, AES-GCM sealing, hash
-//! chain), `bench-plain` to two `fake-agent` processes (worker testkit fake: no crypto).
-//! Workflow, activities, worker binary, gRPC transport and Temporal are identical, so the
-//! ratio isolates what the enclave side adds. Runs alternate between the two so load
-//! drift on the shared machine hits both alike.
+//! - `local`: `SecureStateLoop` on real agents with local-activity handoffs (the default
+//!   mode: one workflow task carries many handoffs, each result a marker in history);
+//! - `remote`: the same workflow on the same agents with one Temporal activity per step
+//!   (the design before issue 17, the baseline its targets are ratios of);
+//! - `plain`: local handoffs to two plaintext pass-through `fake-agent` processes (no
+//!   crypto), which isolates what the enclave side adds.
+//!
+//! One release `enclavemesh-worker` per kind, on its own task queue. Runs alternate
+//! between the kinds so load drift on the shared machine hits all alike. Temporal's own
+//! CPU per workflow comes from /proc/PID/stat (utime + stime, all threads) across each
+//! throughput phase.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,7 +20,7 @@ use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::temporal::Temporal;
 use enclavemesh_harness::{DevMesh, MeshOptions, Proc, wait_for_path};
 use enclavemesh_workflow::SecureStateLoopRun;
-use enclavemesh_workflow::types::WorkflowInput;
+use enclavemesh_workflow::types::{Handoff, WorkflowInput};
 use futures::StreamExt as _;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 
@@ -26,38 +30,59 @@ use crate::stats::Samples;
 
 #[derive(Debug, clap::Args)]
 pub struct LoopArgs {
-    /// Sequential runs per workflow kind for latency.
-    #[arg(long, default_value_t = 200)]
+    /// Sequential runs per kind for latency.
+    #[arg(long, default_value_t = 30)]
     runs: usize,
     /// Workflows in flight at once for throughput.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
-    /// Workflows per kind in the throughput phase.
-    #[arg(long, default_value_t = 300)]
+    /// Workflows per kind in the throughput phase (two rounds of half each).
+    #[arg(long, default_value_t = 100)]
     total: usize,
     /// ProcessState steps per run (after InitState).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 20)]
     steps: u32,
     /// Untimed runs per kind first.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 3)]
     warmup: usize,
 }
 
-const SECURE: &str = "bench-secure";
-const PLAIN: &str = "bench-plain";
+/// One way of running the loop: its name in the results, task queue and handoff mode.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    name: &'static str,
+    queue: &'static str,
+    handoff: Handoff,
+}
+
+const LOCAL: Kind = Kind { name: "local", queue: "bench-local", handoff: Handoff::Local };
+const REMOTE: Kind = Kind { name: "remote", queue: "bench-remote", handoff: Handoff::Remote };
+const PLAIN: Kind = Kind { name: "plain", queue: "bench-plain", handoff: Handoff::Local };
+const KINDS: [Kind; 3] = [LOCAL, REMOTE, PLAIN];
 
 /// The input for run `id`: sealed by the data owner for the secure agents (made before
 /// the run's clock starts, as an owner does on its own machine); opaque for the fakes.
-async fn input_for(mesh: &DevMesh, queue: &str, id: &str) -> String {
-    if queue == SECURE {
-        mesh.sealed_input_b64(id, 100_000, 250, "").await
-    } else {
+async fn input_for(mesh: &DevMesh, kind: Kind, id: &str) -> String {
+    if kind.queue == PLAIN.queue {
         enclavemesh_harness::fake_agent::opaque_sealed_input_b64()
+    } else {
+        mesh.sealed_input_b64(id, 100_000, 250, "").await
     }
 }
 
-async fn run_one(client: &Client, queue: &str, id: String, steps: u32, sealed: String) -> anyhow::Result<Duration> {
-    let input = WorkflowInput { steps, sealed_input_b64: sealed };
+/// CPU time of `pid` so far (user + system, every thread, exited ones included), from
+/// /proc/PID/stat in clock ticks (100 Hz on Linux).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesised command name: field 3 (state) first, utime is 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+async fn run_one(client: &Client, kind: Kind, id: String, steps: u32, sealed: String) -> anyhow::Result<Duration> {
+    let (queue, handoff) = (kind.queue, kind.handoff);
+    let input = WorkflowInput { steps, sealed_input_b64: sealed, handoff };
     let t = Instant::now();
     let handle = client
         .start_workflow(SecureStateLoopRun, input, WorkflowStartOptions::new(queue.to_string(), id.clone()).build())
@@ -70,9 +95,9 @@ async fn run_one(client: &Client, queue: &str, id: String, steps: u32, sealed: S
 }
 
 /// One run, its input sealed first (untimed).
-async fn seq(client: &Client, mesh: &DevMesh, queue: &str, id: String, steps: u32) -> anyhow::Result<Duration> {
-    let sealed = input_for(mesh, queue, &id).await;
-    run_one(client, queue, id, steps, sealed).await
+async fn seq(client: &Client, mesh: &DevMesh, kind: Kind, id: String, steps: u32) -> anyhow::Result<Duration> {
+    let sealed = input_for(mesh, kind, &id).await;
+    run_one(client, kind, id, steps, sealed).await
 }
 
 fn spawn_fake(dir: &std::path::Path, name: &str) -> anyhow::Result<(Proc, String)> {
@@ -97,8 +122,9 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
     let (_fa, fake_a) = spawn_fake(&dir, "agent-a")?;
     let (_fb, fake_b) = spawn_fake(&dir, "agent-b")?;
     let (ua, ub) = (format!("unix://{}", sock_a.display()), format!("unix://{}", sock_b.display()));
-    let _ws = temporal.start_worker(&dir, SECURE, &ua, &ub);
-    let _wp = temporal.start_worker(&dir, PLAIN, &fake_a, &fake_b);
+    let _wl = temporal.start_worker(&dir, LOCAL.queue, &ua, &ub);
+    let _wr = temporal.start_worker(&dir, REMOTE.queue, &ua, &ub);
+    let _wp = temporal.start_worker(&dir, PLAIN.queue, &fake_a, &fake_b);
 
     rt.block_on(async {
         let client = {
@@ -116,24 +142,24 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
         };
         let pid = std::process::id();
         for i in 0..args.warmup {
-            seq(&client, &mesh, SECURE, format!("warm-s-{pid}-{i}"), args.steps).await?;
-            seq(&client, &mesh, PLAIN, format!("warm-p-{pid}-{i}"), args.steps).await?;
+            for kind in KINDS {
+                seq(&client, &mesh, kind, format!("warm-{}-{pid}-{i}", kind.name), args.steps).await?;
+            }
         }
         eprintln!("loop: warm; {} sequential runs per kind, steps={}", args.runs, args.steps);
 
-        let (mut sec, mut pla) = (Vec::new(), Vec::new());
+        let mut lat: [Vec<Duration>; 3] = Default::default();
         for i in 0..args.runs {
-            // Alternate which kind goes first.
-            if i % 2 == 0 {
-                sec.push(seq(&client, &mesh, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
-                pla.push(seq(&client, &mesh, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
-            } else {
-                pla.push(seq(&client, &mesh, PLAIN, format!("lat-p-{pid}-{i}"), args.steps).await?);
-                sec.push(seq(&client, &mesh, SECURE, format!("lat-s-{pid}-{i}"), args.steps).await?);
+            // Rotate which kind goes first.
+            for j in 0..KINDS.len() {
+                let k = (i + j) % KINDS.len();
+                let kind = KINDS[k];
+                lat[k].push(seq(&client, &mesh, kind, format!("lat-{}-{pid}-{i}", kind.name), args.steps).await?);
             }
         }
-        let (sec, pla) = (Samples::new(sec), Samples::new(pla));
-        for (k, s) in [("loop_secure", &sec), ("loop_plain", &pla)] {
+        for (kind, l) in KINDS.iter().zip(lat) {
+            let s = Samples::new(l);
+            let k = format!("loop_{}", kind.name);
             eprintln!("  {k}: n={} p50={:.2}ms p99={:.2}ms", s.len(), s.pct(50.0) / 1e3, s.pct(99.0) / 1e3);
             result(&format!("{k}_p50_ms"), format!("{:.2}", s.pct(50.0) / 1e3));
             result(&format!("{k}_p99_ms"), format!("{:.2}", s.pct(99.0) / 1e3));
@@ -142,40 +168,44 @@ pub fn run(args: LoopArgs) -> anyhow::Result<()> {
         result("loop_steps", args.steps);
 
         // Throughput: `total` workflows per kind, `concurrency` in flight; two rounds each,
-        // alternating, summed.
+        // alternating, summed. Temporal's CPU is read around each phase.
         let sampler = RssSampler::start(agent_b.pid());
-        let mut wall = [Duration::ZERO; 2];
+        let mut wall = [Duration::ZERO; 3];
+        let mut server_cpu = [Duration::ZERO; 3];
+        let n = args.total / 2;
         for round in 0..2 {
-            for (k, queue) in [SECURE, PLAIN].into_iter().enumerate() {
-                let n = args.total / 2;
+            for (k, kind) in KINDS.into_iter().enumerate() {
                 let mut runs = Vec::with_capacity(n);
                 for i in 0..n {
-                    let id = format!("tp-{queue}-{pid}-{round}-{i}");
-                    let sealed = input_for(&mesh, queue, &id).await;
+                    let id = format!("tp-{}-{pid}-{round}-{i}", kind.name);
+                    let sealed = input_for(&mesh, kind, &id).await;
                     runs.push((id, sealed));
                 }
-                let t = Instant::now();
+                let (t, cpu0) = (Instant::now(), process_cpu(temporal.pid()));
                 let outs: Vec<anyhow::Result<Duration>> = futures::stream::iter(runs)
-                    .map(|(id, sealed)| run_one(&client, queue, id, args.steps, sealed))
+                    .map(|(id, sealed)| run_one(&client, kind, id, args.steps, sealed))
                     .buffer_unordered(args.concurrency)
                     .collect()
                     .await;
                 wall[k] += t.elapsed();
+                server_cpu[k] += process_cpu(temporal.pid()).saturating_sub(cpu0);
                 for o in outs {
                     o?;
                 }
             }
         }
         let peak = sampler.finish();
-        let per = |w: Duration| (args.total / 2 * 2) as f64 / w.as_secs_f64();
-        eprintln!(
-            "  throughput: secure {:.1} wf/s, plain {:.1} wf/s at {} in flight",
-            per(wall[0]),
-            per(wall[1]),
-            args.concurrency
-        );
-        result("loop_secure_wps", format!("{:.1}", per(wall[0])));
-        result("loop_plain_wps", format!("{:.1}", per(wall[1])));
+        let workflows = (n * 2) as f64;
+        for (k, kind) in KINDS.iter().enumerate() {
+            let wps = workflows / wall[k].as_secs_f64();
+            let cpu_ms = server_cpu[k].as_secs_f64() * 1e3 / workflows;
+            eprintln!(
+                "  {}: {wps:.1} wf/s at {} in flight, Temporal CPU {cpu_ms:.1} ms per workflow",
+                kind.name, args.concurrency
+            );
+            result(&format!("loop_{}_wps", kind.name), format!("{wps:.1}"));
+            result(&format!("loop_{}_temporal_cpu_ms", kind.name), format!("{cpu_ms:.1}"));
+        }
         result("loop_concurrency", args.concurrency);
         result("agent_rss_loop_kib", peak);
         anyhow::Ok(())

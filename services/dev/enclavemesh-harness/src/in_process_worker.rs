@@ -48,8 +48,8 @@ impl Drop for WorkerThread {
 /// Settings for a worker talking to the Temporal server at `temporal_address` and two agents.
 pub fn settings(temporal_address: &str, task_queue: &str, agent_a: Address, agent_b: Address) -> WorkerSettings {
     WorkerSettings {
-        temporal_address: temporal_address.to_string(),
-        namespace: "default".into(),
+        temporal: enclavemesh_workflow::TemporalSettings::plain(temporal_address, "default")
+            .expect("a plain Temporal address"),
         task_queue: task_queue.into(),
         agent_a,
         agent_b,

@@ -11,6 +11,7 @@
 pub mod enclave_qemu;
 pub mod fake_agent;
 pub mod fake_stack;
+pub mod gate;
 pub mod in_process_worker;
 pub mod kms;
 pub mod loopkit;

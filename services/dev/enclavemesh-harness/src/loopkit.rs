@@ -2,7 +2,11 @@
 //! fault and load tests, plus the checks every such test makes: the run's step
 //! history (Reveal `history`, `step:agent:before->after,…`) holds steps 1..=N exactly
 //! once each, chained, and the balance is [`expected_balance`].
+//!
+//! The worker reaches Agent B through a [`Gate`], so a test can stop the loop at an exact
+//! step before it injects a fault.
 
+use crate::gate::Gate;
 use crate::mesh::random_pcr0;
 use crate::proc::{Proc, wait_for};
 use crate::temporal::{Temporal, expected_balance};
@@ -29,6 +33,11 @@ pub struct Loop {
     pub sock_b: PathBuf,
     pub pcr0: String,
     pub worker: Proc,
+    /// Between the worker and Agent B (or the bridge in front of it).
+    pub gate: Gate,
+    /// The worker's Agent B address: the gate's socket.
+    worker_b: String,
+    workers_started: u32,
 }
 
 /// What the worker should dial for Agent B.
@@ -55,8 +64,22 @@ impl Loop {
                 (format!("tcp://127.0.0.1:{port}"), Some(bridge))
             }
         };
-        let worker = temporal.start_worker(mesh.logs_dir(), TASK_QUEUE, &unix(&sock_a), &b_addr);
-        (Loop { mesh, temporal, a, b, sock_a, sock_b, pcr0, worker }, bridge)
+        let (gate, worker_b) = Gate::start(&mesh.logs_dir().join("gate-b.sock"), &b_addr);
+        let worker = temporal.start_worker(mesh.logs_dir(), TASK_QUEUE, &unix(&sock_a), &worker_b);
+        (Loop { mesh, temporal, a, b, sock_a, sock_b, pcr0, worker, gate, worker_b, workers_started: 1 }, bridge)
+    }
+
+    /// Kills the worker (SIGKILL, as a crash) and starts a new one on the same queue.
+    pub fn crash_and_replace_worker(&mut self) {
+        self.worker.kill();
+        self.workers_started += 1;
+        self.worker = self.temporal.start_worker_named(
+            &format!("worker-{TASK_QUEUE}-{}", self.workers_started),
+            self.mesh.logs_dir(),
+            TASK_QUEUE,
+            &unix(&self.sock_a),
+            &self.worker_b,
+        );
     }
 
     /// `enclavemesh trigger` with the standard balance/rate; `extra` e.g. `--no-wait`.
@@ -96,7 +119,8 @@ impl Loop {
             .unwrap_or_else(|| panic!("no reveal in {all}"))
     }
 
-    /// Number of ProcessState activities in the workflow's history so far.
+    /// Number of ProcessState mentions in the workflow's history so far (activity events,
+    /// or local-activity markers once their workflow task completed).
     pub fn process_events(&self, wf: &str) -> usize {
         self.temporal.history_json(wf).matches("ProcessState").count()
     }

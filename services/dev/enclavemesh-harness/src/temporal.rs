@@ -41,6 +41,11 @@ impl Temporal {
         self.start_again();
     }
 
+    /// The dev server's process id (for CPU and memory readings).
+    pub fn pid(&self) -> u32 {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner()).pid()
+    }
+
     /// Panics with the dev server's exit status and log if it is no longer running.
     pub fn assert_running(&self) {
         self.proc.lock().unwrap_or_else(|e| e.into_inner()).assert_running();
@@ -67,6 +72,11 @@ impl Temporal {
         self.start_worker_with_env(dir, task_queue, agent_a, agent_b, &[])
     }
 
+    /// Like [`Self::start_worker`], logging to `NAME.log` (a second worker on one queue).
+    pub fn start_worker_named(&self, name: &str, dir: &Path, task_queue: &str, agent_a: &str, agent_b: &str) -> Proc {
+        Proc::spawn(name, self.worker_command(task_queue, agent_a, agent_b), dir)
+    }
+
     /// Like [`Self::start_worker`] with extra environment (plus `OTEL_SERVICE_NAME=enclavemesh-worker` if any).
     pub fn start_worker_with_env(
         &self,
@@ -76,6 +86,12 @@ impl Temporal {
         agent_b: &str,
         env: &[(String, String)],
     ) -> Proc {
+        let mut cmd = self.worker_command(task_queue, agent_a, agent_b);
+        crate::mesh::apply_env(&mut cmd, env, "enclavemesh-worker");
+        Proc::spawn(&format!("worker-{task_queue}"), cmd, dir)
+    }
+
+    fn worker_command(&self, task_queue: &str, agent_a: &str, agent_b: &str) -> Command {
         let mut cmd = Command::new(bin_path("enclavemesh-worker"));
         cmd.arg("--temporal-address")
             .arg(&self.address)
@@ -85,8 +101,7 @@ impl Temporal {
             .arg(agent_a)
             .arg("--agent-b")
             .arg(agent_b);
-        crate::mesh::apply_env(&mut cmd, env, "enclavemesh-worker");
-        Proc::spawn(&format!("worker-{task_queue}"), cmd, dir)
+        cmd
     }
 
     /// Runs `enclavemesh --json ARGS…`; returns (exit success, JSON lines).

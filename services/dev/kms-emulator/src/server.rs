@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::audit::AuditRecord;
 use crate::emulator::{Caller, Emulator, EmulatorConfig};
@@ -183,7 +182,7 @@ fn operation_span(headers: &HeaderMap, event_name: &str) -> tracing::Span {
         keyId = Empty,
         outcome = Empty,
     );
-    let _ = span.set_parent(enclavemesh_telemetry::extract_from(headers));
+    enclavemesh_telemetry::set_parent(&span, enclavemesh_telemetry::extract_from(headers));
     span
 }
 

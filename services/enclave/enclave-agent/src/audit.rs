@@ -92,18 +92,14 @@ impl Audited {
         Audited { agent, trail }
     }
 
-    /// Records how a call ended: the output envelope, or the refusal's label.
-    fn record<T>(
-        &self,
-        mut entry: Entry,
-        result: &Result<T, Status>,
-        output: impl FnOnce(&T) -> Option<&SealedEnvelope>,
-    ) {
+    /// Records how a call ended: the output envelope (its digest and key version), or
+    /// the refusal's label.
+    fn record<T>(&self, mut entry: Entry, result: &Result<T, Status>, output: impl FnOnce(&T) -> Option<Output>) {
         match result {
             Ok(r) => {
-                if let Some(env) = output(r) {
-                    entry.output_sha256 = Some(envelope_sha256(env));
-                    entry.key_version = Some(env.key_version);
+                if let Some(out) = output(r) {
+                    entry.output_sha256 = Some(out.sha256);
+                    entry.key_version = Some(out.key_version);
                 }
             }
             Err(s) => entry.outcome = Err(Refusal::of(s).unwrap_or(Refusal::AgentError).label().to_string()),
@@ -112,10 +108,34 @@ impl Audited {
     }
 }
 
+/// What the trail records of a call's output envelope.
+struct Output {
+    sha256: [u8; 32],
+    key_version: u32,
+}
+
+/// The output of an Init or Process: the summary's digest when it carries one (the
+/// handler hashed the envelope it sealed already: hashing it again here would encode
+/// and hash the whole envelope a second time), else the envelope's.
+fn output(state: Option<&SealedEnvelope>, summary: Option<&StepSummary>) -> Option<Output> {
+    let env = state?;
+    let sha256 = summary
+        .and_then(|s| <[u8; 32]>::try_from(s.envelope_sha256.as_slice()).ok())
+        .unwrap_or_else(|| envelope_sha256(env));
+    Some(Output { sha256, key_version: env.key_version })
+}
+
 /// A workflow id worth recording (the handler refuses longer ones; don't let a
 /// refused request bloat the trail).
 fn wf(id: &str) -> Option<String> {
-    (!id.is_empty()).then(|| id.chars().take(MAX_WORKFLOW_ID_BYTES).collect())
+    if id.is_empty() {
+        return None;
+    }
+    // At most that many bytes, so at most that many chars: the whole id, one copy.
+    if id.len() <= MAX_WORKFLOW_ID_BYTES {
+        return Some(id.to_owned());
+    }
+    Some(id.chars().take(MAX_WORKFLOW_ID_BYTES).collect())
 }
 
 fn input(entry: &mut Entry, env: Option<&SealedEnvelope>) {
@@ -130,7 +150,7 @@ impl AgentService for Audited {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let e = Entry { workflow_id: wf(&request.get_ref().workflow_id), step: Some(0), ..Entry::new(Event::Init) };
         let result = self.agent.init(request.into_inner()).await;
-        self.record(e, &result, |r| r.state.as_ref());
+        self.record(e, &result, |r| output(r.state.as_ref(), r.summary.as_ref()));
         result.map(Response::new)
     }
 
@@ -140,7 +160,7 @@ impl AgentService for Audited {
             Entry { workflow_id: wf(&req.workflow_id), step: Some(req.expected_step), ..Entry::new(Event::Process) };
         input(&mut e, req.state.as_ref());
         let result = self.agent.process(req).await;
-        self.record(e, &result, |r| r.state.as_ref());
+        self.record(e, &result, |r| output(r.state.as_ref(), r.summary.as_ref()));
         result.map(Response::new)
     }
 

@@ -18,13 +18,11 @@ pub enum Side {
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-pub(crate) fn split_path(path: &str) -> (String, String) {
+pub(crate) fn split_path(path: &str) -> (&str, &str) {
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
-        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => {
-            (svc.to_owned(), method.to_owned())
-        }
-        _ => ("unknown".to_owned(), trimmed.to_owned()),
+        Some((svc, method)) if !svc.is_empty() && !method.is_empty() && !method.contains('/') => (svc, method),
+        _ => ("unknown", trimmed),
     }
 }
 
@@ -39,16 +37,17 @@ pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<Code> {
 pub(crate) struct CallOutcome {
     side: Side,
     span: tracing::Span,
-    service: String,
-    method: String,
+    /// The call's URI (a cheap clone of the request's): service and method are read
+    /// from it only if a metric is recorded.
+    uri: http::Uri,
     start: Instant,
     code: Option<Code>,
     done: bool,
 }
 
 impl CallOutcome {
-    pub(crate) fn new(side: Side, span: tracing::Span, service: String, method: String, start: Instant) -> Self {
-        Self { side, span, service, method, start, code: None, done: false }
+    pub(crate) fn new(side: Side, span: tracing::Span, uri: http::Uri, start: Instant) -> Self {
+        Self { side, span, uri, start, code: None, done: false }
     }
 
     pub(crate) fn set_code(&mut self, code: Code) {
@@ -79,10 +78,14 @@ impl CallOutcome {
         if is_error(self.side, code) {
             self.span.record("otel.status_code", "error");
         }
+        if !metrics::installed() {
+            return;
+        }
         let elapsed = self.start.elapsed();
+        let (service, method) = split_path(self.uri.path());
         match self.side {
-            Side::Server => metrics::rpc(&self.service, &self.method, code as i32, elapsed),
-            Side::Client => metrics::rpc_client(&self.service, &self.method, code as i32, elapsed),
+            Side::Server => metrics::rpc(service, method, code as i32, elapsed),
+            Side::Client => metrics::rpc_client(service, method, code as i32, elapsed),
         }
     }
 }
@@ -116,8 +119,8 @@ mod tests {
 
     #[test]
     fn splits_grpc_paths() {
-        assert_eq!(split_path("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health".into(), "Check".into()));
-        assert_eq!(split_path("/"), ("unknown".into(), "".into()));
-        assert_eq!(split_path("/a/b/c"), ("unknown".into(), "a/b/c".into()));
+        assert_eq!(split_path("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        assert_eq!(split_path("/"), ("unknown", ""));
+        assert_eq!(split_path("/a/b/c"), ("unknown", "a/b/c"));
     }
 }

@@ -20,14 +20,13 @@ use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::body::TracedBody;
 use crate::call::{CallOutcome, Side, grpc_status, split_path};
+use crate::context_layer::{set_parent, span_context};
 use crate::propagation::{current_context, extract_from, inject_context_into};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The layer: `GrpcTraceLayer::server()` for `Server::builder().layer(..)` (what
 /// `enclavemesh-server` does), `GrpcTraceLayer::client()` around a channel (see
@@ -74,19 +73,19 @@ pub struct GrpcTrace<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcTrace<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     ResBody: http_body::Body,
 {
     type Response = Response<TracedBody<ResBody>>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+    type Future = GrpcTraceFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Borrowed from the URI: no per-call copies of the names.
         let (service, method) = split_path(req.uri().path());
         let span = match self.side {
             Side::Server => tracing::info_span!(
@@ -115,11 +114,10 @@ where
         match self.side {
             // Parent = the caller's span (or a new root when there is no valid
             // traceparent), not whatever tracing span happens to be current here.
-            Side::Server => {
-                let _ = span.set_parent(extract_from(req.headers()));
-            }
+            // Exporter or not: without one the span still gets the caller's trace id.
+            Side::Server => set_parent(&span, extract_from(req.headers())),
             Side::Client => {
-                let cx = span.context();
+                let cx = span_context(&span);
                 // If this span is filtered out of export, still pass on the caller's context.
                 let cx = if cx.span().span_context().is_valid() { cx } else { current_context() };
                 inject_context_into(&cx, req.headers_mut());
@@ -131,23 +129,54 @@ where
             Side::Server => Code::Internal,
             Side::Client => Code::Unavailable,
         };
-        let outcome = CallOutcome::new(self.side, span.clone(), service, method, Instant::now());
+        let outcome = CallOutcome::new(self.side, span.clone(), req.uri().clone(), Instant::now());
         let fut = {
             let _enter = span.enter();
             self.inner.call(req)
         };
-        Box::pin(
-            async move {
-                match fut.await {
-                    Ok(resp) => Ok(wrap(resp, outcome)),
-                    Err(e) => {
-                        outcome.finish(failed);
-                        Err(e.into())
-                    }
-                }
+        GrpcTraceFuture { inner: fut.instrument(span), outcome: Some(outcome), failed }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`GrpcTrace`]: the inner call inside the call's span;
+    /// its response body ends the span (a plain struct, not a boxed future: no
+    /// allocation per call).
+    pub struct GrpcTraceFuture<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        outcome: Option<CallOutcome>,
+        failed: Code,
+    }
+}
+
+impl<F> std::fmt::Debug for GrpcTraceFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTraceFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for GrpcTraceFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<TracedBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let Some(outcome) = this.outcome.take() else {
+            return Poll::Ready(Err("GrpcTraceFuture polled after completion".into()));
+        };
+        Poll::Ready(match result {
+            Ok(resp) => Ok(wrap(resp, outcome)),
+            Err(e) => {
+                outcome.finish(*this.failed);
+                Err(e.into())
             }
-            .instrument(span),
-        )
+        })
     }
 }
 

@@ -17,13 +17,16 @@
 //!   parent-side `vsock-bridge`. Unset ⇒ no exporter, no connection, no retries.
 //! * W3C trace context is propagated by [`GrpcTraceLayer`] (tonic servers and
 //!   clients; [`traced_channel`]) and [`inject_into`] / [`extract_from`] (anything
-//!   else with HTTP headers).
+//!   else with HTTP headers), exporter or not: link a span to a caller with
+//!   [`set_parent`] and read its context with [`span_context`] (not
+//!   `tracing-opentelemetry`'s span extension, which only works while exporting).
 //!
 //! Nothing here ever takes payload bytes: span attributes are ids, names, sizes and codes.
 
 mod body;
 mod call;
 mod config;
+mod context_layer;
 mod error;
 mod grpc;
 mod kms;
@@ -33,14 +36,16 @@ pub mod process_stats;
 mod propagation;
 #[cfg(feature = "test-receiver")]
 pub mod testing;
+mod w3c;
 
 pub use body::TracedBody;
 pub use config::{
     DEFAULT_OTEL_FILTER, ENV_ENDPOINT, ENV_LOG_FORMAT, ENV_OTEL_FILTER, ENV_RESOURCE_ATTRIBUTES, ENV_SDK_DISABLED,
     ENV_SERVICE_NAME, ExportTarget, TelemetryConfig, parse_resource_attributes,
 };
+pub use context_layer::{set_parent, span_context};
 pub use error::TelemetryError;
-pub use grpc::{GrpcTrace, GrpcTraceLayer, traced_channel};
+pub use grpc::{GrpcTrace, GrpcTraceFuture, GrpcTraceLayer, traced_channel};
 pub use kms::kms_span;
 pub use pipeline::{TelemetryGuard, build};
 pub use propagation::{

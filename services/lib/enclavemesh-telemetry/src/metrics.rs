@@ -29,6 +29,8 @@ struct Instruments {
 }
 
 static INSTRUMENTS: RwLock<Option<Arc<Instruments>>> = RwLock::new(None);
+/// Mirrors `INSTRUMENTS.is_some()` without taking the lock (the no-exporter fast path).
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) fn install(provider: &SdkMeterProvider) {
     let meter = provider.meter("enclavemesh");
@@ -51,16 +53,27 @@ pub(crate) fn install(provider: &SdkMeterProvider) {
     };
     if let Ok(mut g) = INSTRUMENTS.write() {
         *g = Some(Arc::new(inst));
+        INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 pub(crate) fn uninstall() {
     if let Ok(mut g) = INSTRUMENTS.write() {
         *g = None;
+        INSTALLED.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
+/// Whether a meter provider is installed (an exporter runs): callers can skip
+/// preparing attributes when nothing would be recorded.
+pub(crate) fn installed() -> bool {
+    INSTALLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn with<F: FnOnce(&Instruments)>(f: F) {
+    if !installed() {
+        return;
+    }
     let inst = INSTRUMENTS.read().ok().and_then(|g| g.clone());
     if let Some(i) = inst {
         f(&i);

@@ -17,6 +17,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
 
 use crate::config::{DEFAULT_OTEL_FILTER, ExportTarget, TelemetryConfig};
+use crate::context_layer::ContextLayer;
 use crate::{TelemetryError, metrics};
 
 /// How often metrics are pushed.
@@ -139,9 +140,10 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     }
     let resource = resource.build();
 
-    // Without an endpoint the tracer provider has no processor: spans still get
-    // ids (so an incoming traceparent flows on to downstream calls) but nothing is
-    // exported, no connection is attempted and nothing retries in the background.
+    // Without an endpoint the tracer provider has no processor and spans are not
+    // OpenTelemetry spans at all: they still get ids (`ContextLayer`, so an incoming
+    // traceparent flows on to downstream calls) but nothing is exported, no connection
+    // is attempted and nothing retries in the background.
     let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
     let mut meter = None;
     let exporting = target.is_some();
@@ -166,12 +168,21 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     } else {
         fmt::layer().with_ansi(ansi).with_writer(writer).boxed()
     };
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        // busy/idle timings are noise on every span; keep attributes to ids/names/codes.
-        .with_tracked_inactivity(false)
-        .with_filter(otel_filter);
-    let subscriber = tracing_subscriber::registry().with(fmt_layer.with_filter(log_filter)).with(otel_layer);
+    // Exporting: OpenTelemetry spans for the exporter. Not exporting: span ids only
+    // (`ContextLayer`), which is all trace-context propagation needs, without building
+    // an OpenTelemetry span per call that nobody exports.
+    let trace_layer = if exporting {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            // busy/idle timings are noise on every span; keep attributes to ids/names/codes.
+            .with_tracked_inactivity(false)
+            .with_filter(otel_filter)
+            .boxed()
+    } else {
+        // Same filter: the spans that would be exported are the ones that get ids.
+        ContextLayer::default().with_filter(otel_filter).boxed()
+    };
+    let subscriber = tracing_subscriber::registry().with(fmt_layer.with_filter(log_filter)).with(trace_layer);
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         // Lost a race with another initialiser; nothing was exported yet.
         let _ = tracer_provider.shutdown();

@@ -1,20 +1,24 @@
 //! W3C trace context (`traceparent` / `tracestate`) in and out of headers.
 //!
-//! All functions use the global propagator that [`crate::build`] installs
-//! (`TraceContextPropagator`); before that they do nothing.
+//! The format is W3C Trace Context, the one `TraceContextPropagator` (which
+//! [`crate::build`] installs as the global propagator, for libraries that use it) speaks;
+//! [`crate::w3c`] reads and writes it here without the propagator's per-call
+//! allocations, since every served and every outgoing call pays for it.
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry::{Context, global};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::context_layer::span_context;
+use crate::w3c;
 
 /// The OpenTelemetry context of the current `tracing` span — or, when that span is
 /// not exported (filtered out, e.g. an SDK-internal span), the nearest exported
-/// ancestor that was entered (the layer activates its context on enter).
+/// ancestor that was entered (the layer activates its context on enter). Without an
+/// exporter every span has a context ([`crate::span_context`]).
 pub fn current_context() -> Context {
-    let cx = tracing::Span::current().context();
+    let cx = span_context(&tracing::Span::current());
     if cx.span().span_context().is_valid() { cx } else { Context::current() }
 }
 
@@ -23,26 +27,45 @@ pub fn inject_into(headers: &mut HeaderMap) {
     inject_context_into(&current_context(), headers);
 }
 
-/// Writes `cx` into `headers`.
+/// Writes `cx` into `headers` (nothing if `cx` has no valid span context).
 pub fn inject_context_into(cx: &Context, headers: &mut HeaderMap) {
-    global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderInjector(headers)));
+    inject_context_with(cx, |name, value| {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    });
+}
+
+/// Calls `set(name, value)` for each trace-context header of `cx`.
+fn inject_context_with(cx: &Context, mut set: impl FnMut(&'static str, &[u8])) {
+    let span = cx.span();
+    let sc = span.span_context();
+    let Some(traceparent) = w3c::format(sc) else { return };
+    set(w3c::TRACEPARENT, &traceparent);
+    let state = sc.trace_state().header();
+    if !state.is_empty() {
+        set(w3c::TRACESTATE, state.as_bytes());
+    }
 }
 
 /// Calls `set(name, value)` for each trace-context header of the current span — for
 /// header types that are not an `http::HeaderMap` (e.g. aws-smithy's `Headers`).
 pub fn inject_with(mut set: impl FnMut(&str, &str)) {
-    let cx = current_context();
-    let mut pairs = std::collections::HashMap::<String, String>::new();
-    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut pairs));
-    for (k, v) in &pairs {
-        set(k, v);
-    }
+    inject_context_with(&current_context(), |name, value| {
+        if let Ok(v) = std::str::from_utf8(value) {
+            set(name, v);
+        }
+    });
 }
 
-/// The remote parent carried by `headers` (an empty context if there is none or it
+/// The remote parent carried by `headers` (the current context if there is none or it
 /// is malformed — a bad header never fails a request).
 pub fn extract_from(headers: &HeaderMap) -> Context {
-    global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
+    let state = headers.get(w3c::TRACESTATE).and_then(|v| v.to_str().ok());
+    match headers.get(w3c::TRACEPARENT).and_then(|v| w3c::parse(v.as_bytes(), state)) {
+        Some(sc) => Context::current().with_remote_span_context(sc),
+        None => Context::current(),
+    }
 }
 
 /// A tonic interceptor that injects the current span's context into the request
@@ -50,51 +73,21 @@ pub fn extract_from(headers: &HeaderMap) -> Context {
 /// Prefer [`crate::GrpcTraceLayer::client`], which also records a client span.
 #[allow(clippy::result_large_err)] // the signature tonic's Interceptor requires
 pub fn inject_interceptor(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let cx = current_context();
-    let mut pairs = std::collections::HashMap::<String, String>::new();
-    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut pairs));
-    for (k, v) in pairs {
-        if let (Ok(key), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-            tonic::metadata::MetadataValue::try_from(v.as_str()),
-        ) {
-            req.metadata_mut().insert(key, value);
+    inject_context_with(&current_context(), |name, value| {
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(value) {
+            req.metadata_mut().insert(name, v);
         }
-    }
+    });
     Ok(req)
-}
-
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(val)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
-            self.0.insert(name, val);
-        }
-    }
-}
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-    use opentelemetry_sdk::propagation::TraceContextPropagator;
 
     #[test]
     fn header_round_trip() {
-        global::set_text_map_propagator(TraceContextPropagator::new());
         let sc = SpanContext::new(
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             SpanId::from_hex("00f067aa0ba902b7").unwrap(),

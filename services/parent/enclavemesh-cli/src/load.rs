@@ -17,8 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use enclavemesh_workflow::SecureStateLoopRun;
-use enclavemesh_workflow::connect::{connect_with_retry, default_identity};
-use enclavemesh_workflow::types::{WorkflowInput, WorkflowOutput};
+use enclavemesh_workflow::TemporalArgs;
+use enclavemesh_workflow::connect::{connect_to_with_retry, default_identity};
+use enclavemesh_workflow::types::{Handoff, WorkflowInput, WorkflowOutput};
 use serde::Serialize;
 use serde_json::json;
 use temporalio_client::errors::WorkflowGetResultError;
@@ -39,6 +40,9 @@ pub struct LoadArgs {
     /// B-steps per run.
     #[arg(long, env = "ENCLAVEMESH_LOAD_STEPS", default_value_t = 3)]
     steps: u32,
+    /// How state moves between agent calls (as `enclavemesh trigger --handoff`).
+    #[arg(long, env = "ENCLAVEMESH_HANDOFF", default_value = "local")]
+    handoff: Handoff,
     /// Runs in flight at once (started and not yet finished).
     #[arg(long, env = "ENCLAVEMESH_LOAD_CONCURRENCY", default_value_t = 50)]
     concurrency: usize,
@@ -167,17 +171,12 @@ fn agent_memory(name: &str, pid: u32) -> AgentMemory {
 }
 
 /// Runs the load and prints the report; the exit code says whether it was clean.
-pub async fn run(
-    address: &str,
-    namespace: &str,
-    task_queue: &str,
-    args: &LoadArgs,
-    json_out: bool,
-) -> anyhow::Result<u8> {
+pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, json_out: bool) -> anyhow::Result<u8> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     let owner_key = Arc::new(args.owner.key()?);
+    let settings = temporal.resolve()?;
     let client =
-        connect_with_retry(address, namespace, &default_identity("enclavemesh-load"), Duration::from_secs(5)).await?;
+        connect_to_with_retry(&settings, &default_identity("enclavemesh-load"), Duration::from_secs(5)).await?;
     let prefix = args.id_prefix.clone().unwrap_or_else(|| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         format!("load-{}-{}", now.as_secs(), std::process::id())
@@ -204,11 +203,14 @@ pub async fn run(
     for i in 0..args.workflows {
         let permit = sem.clone().acquire_owned().await.context("load semaphore closed")?;
         let (client, tq, wf, done) = (client.clone(), task_queue.to_string(), format!("{prefix}-{i:05}"), done.clone());
-        let (owner, input_args, key, steps) = (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps);
+        let (owner, input_args, key, steps, handoff) =
+            (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps, args.handoff);
         set.spawn(async move {
             // Sealed per run (it opens for its own workflow id only), before the clock starts.
             let outcome = match owner.seal(&key, &wf, &input_args).await {
-                Ok(sealed_input_b64) => one(client, tq, wf, WorkflowInput { steps, sealed_input_b64 }, timeout).await,
+                Ok(sealed_input_b64) => {
+                    one(client, tq, wf, WorkflowInput { steps, sealed_input_b64, handoff }, timeout).await
+                }
                 Err(e) => Outcome::NotStarted { reason: format!("sealing the input: {e:#}") },
             };
             done.fetch_add(1, Ordering::Relaxed);

@@ -18,11 +18,11 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use enclavemesh_proto::v1::SealedEnvelope;
 use enclavemesh_transport::Address;
-use enclavemesh_workflow::connect::{connect_with_retry, default_identity};
+use enclavemesh_workflow::TemporalArgs;
+use enclavemesh_workflow::connect::{connect_to_with_retry, default_identity};
 use enclavemesh_workflow::history::completed_steps;
 use enclavemesh_workflow::types::{
-    DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS, EnvelopeJson, Progress, StepSummaryJson,
-    WorkflowInput, WorkflowOutput,
+    DEFAULT_TASK_QUEUE, EnvelopeJson, Handoff, Progress, StepSummaryJson, WorkflowInput, WorkflowOutput,
 };
 use enclavemesh_workflow::{ProgressQuery, SecureStateLoopRun};
 use temporalio_client::errors::WorkflowGetResultError;
@@ -43,12 +43,9 @@ const EXIT_ABNORMAL: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "enclavemesh", version)]
 struct Config {
-    /// Temporal frontend gRPC address.
-    #[arg(long, global = true, env = "TEMPORAL_ADDRESS", default_value = DEFAULT_TEMPORAL_ADDRESS)]
-    temporal_address: String,
-    /// Temporal namespace.
-    #[arg(long, global = true, env = "TEMPORAL_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
+    /// Temporal: address, namespace, and TLS / mTLS / API key for a production server.
+    #[command(flatten)]
+    temporal: TemporalArgs,
     /// Task queue the worker polls.
     #[arg(long, global = true, env = "TEMPORAL_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
     task_queue: String,
@@ -92,6 +89,12 @@ struct TriggerArgs {
     /// Number of ProcessState steps after InitState.
     #[arg(long, env = "ENCLAVEMESH_STEPS", default_value_t = 1)]
     steps: u32,
+    /// How state moves between the agent calls: `local` batches the steps into one
+    /// workflow task (local activities; each result is still recorded in history), `remote`
+    /// runs one Temporal activity per step (each step durable as it ends; any worker may
+    /// run it). See the README's "Handoff modes".
+    #[arg(long, env = "ENCLAVEMESH_HANDOFF", default_value = "local")]
+    handoff: Handoff,
     #[command(flatten)]
     input: owner::InputArgs,
     #[command(flatten)]
@@ -175,7 +178,7 @@ async fn main() -> ExitCode {
         Command::Keygen(args) => keygen(args, &out),
         Command::SealInput(args) => seal_input(args).await,
         Command::Audit(args) => audit::run(args, cfg.json).await,
-        Command::Load(args) => load::run(&cfg.temporal_address, &cfg.namespace, &cfg.task_queue, args, cfg.json).await,
+        Command::Load(args) => load::run(&cfg.temporal, &cfg.task_queue, args, cfg.json).await,
         Command::Verify(args) => verify::run(args).await,
     };
     // The trigger span has ended; export it (and wait) before exiting.
@@ -235,7 +238,7 @@ fn generated_workflow_id() -> String {
 }
 
 fn ui_link(cfg: &Config, workflow_id: &str) -> String {
-    format!("{}/namespaces/{}/workflows/{}", cfg.ui_url.trim_end_matches('/'), cfg.namespace, workflow_id)
+    format!("{}/namespaces/{}/workflows/{}", cfg.ui_url.trim_end_matches('/'), cfg.temporal.namespace, workflow_id)
 }
 
 /// A few seconds of retries cover a server that is still starting; a server that is
@@ -243,13 +246,8 @@ fn ui_link(cfg: &Config, workflow_id: &str) -> String {
 const CONNECT_RETRY_FOR: Duration = Duration::from_secs(5);
 
 async fn client(cfg: &Config) -> anyhow::Result<Client> {
-    Ok(connect_with_retry(
-        &cfg.temporal_address,
-        &cfg.namespace,
-        &default_identity("enclavemesh-cli"),
-        CONNECT_RETRY_FOR,
-    )
-    .await?)
+    let settings = cfg.temporal.resolve()?;
+    Ok(connect_to_with_retry(&settings, &default_identity("enclavemesh-cli"), CONNECT_RETRY_FOR).await?)
 }
 
 async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {
@@ -274,7 +272,7 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         }
     };
     let client = client(cfg).await?;
-    let input = WorkflowInput { steps: args.steps, sealed_input_b64 };
+    let input = WorkflowInput { steps: args.steps, sealed_input_b64, handoff: args.handoff };
     tracing::Span::current().record("workflow.id", workflow_id.as_str());
     let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
         .maybe_header(enclavemesh_workflow::trace_header::start_header())

@@ -22,7 +22,6 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tonic::transport::Channel;
 use tracing::Instrument as _;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use enclavemesh_proto::Refusal;
 use enclavemesh_workflow::failure::{CallFailure, classify_status};
@@ -162,7 +161,7 @@ fn activity_span(
     {
         use opentelemetry::trace::TraceContextExt as _;
         if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
+            enclavemesh_telemetry::set_parent(&span, parent);
         }
     }
     span

@@ -6,19 +6,17 @@ use anyhow::Context as _;
 use clap::Parser;
 use enclavemesh_transport::Address;
 use enclavemesh_worker::worker::{WorkerSettings, run_worker};
-use enclavemesh_workflow::types::{DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS};
+use enclavemesh_workflow::TemporalArgs;
+use enclavemesh_workflow::types::DEFAULT_TASK_QUEUE;
 
 /// Temporal worker for Enclave Mesh: runs SecureStateLoop (InitState on Agent A, then
 /// ProcessState on Agent B per step), passing only sealed envelopes between agents.
 #[derive(Debug, Parser)]
 #[command(name = "enclavemesh-worker", version)]
 struct Config {
-    /// Temporal frontend gRPC address.
-    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = DEFAULT_TEMPORAL_ADDRESS)]
-    temporal_address: String,
-    /// Temporal namespace.
-    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
+    /// Temporal: address, namespace, and TLS / mTLS / API key for a production server.
+    #[command(flatten)]
+    temporal: TemporalArgs,
     /// Task queue to poll (workflows and activities).
     #[arg(long, env = "TEMPORAL_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
     task_queue: String,
@@ -40,9 +38,9 @@ struct Config {
 async fn main() -> anyhow::Result<()> {
     let _telemetry = enclavemesh_telemetry::init("enclavemesh-worker");
     let cfg = Config::parse();
+    let temporal = cfg.temporal.resolve().context("enclavemesh-worker: Temporal connection settings")?;
     let settings = WorkerSettings {
-        temporal_address: cfg.temporal_address,
-        namespace: cfg.namespace,
+        temporal,
         task_queue: cfg.task_queue,
         agent_a: cfg.agent_a,
         agent_b: cfg.agent_b,

@@ -2,7 +2,7 @@
 //!
 //! [`workflow_interceptor`] (registered on the worker) copies the `_tracer-data` header
 //! (see [`enclavemesh_workflow::trace_header`]) from the workflow execution onto every
-//! activity it schedules. It only copies a value the workflow was started with, so it
+//! activity it schedules, local or not. It only copies a value the workflow was started with, so it
 //! is deterministic and replays identically.
 
 use std::sync::Mutex;
@@ -11,8 +11,8 @@ use enclavemesh_workflow::trace_header::TRACE_HEADER_KEY;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_sdk::workflow_interceptors::{
     CancellableWorkflowOutboundFuture, ExecuteWorkflowInput, ExecuteWorkflowResult, ScheduleActivityInput,
-    ScheduleActivityResult, WorkflowInterceptor, WorkflowInterceptorConstructor, WorkflowInterceptorContext,
-    WorkflowInterceptorFuture, WorkflowNext,
+    ScheduleActivityResult, ScheduleLocalActivityInput, WorkflowInterceptor, WorkflowInterceptorConstructor,
+    WorkflowInterceptorContext, WorkflowInterceptorFuture, WorkflowNext,
 };
 
 /// Copies the workflow's trace header onto each activity it schedules.
@@ -40,11 +40,31 @@ impl WorkflowInterceptor for PropagateTraceHeader {
         mut input: ScheduleActivityInput,
         next: WorkflowNext<'static, ScheduleActivityInput, CancellableWorkflowOutboundFuture<ScheduleActivityResult>>,
     ) -> CancellableWorkflowOutboundFuture<ScheduleActivityResult> {
+        self.propagate(input.headers_mut());
+        next.run(input)
+    }
+
+    fn schedule_local_activity(
+        &self,
+        _ctx: WorkflowInterceptorContext,
+        mut input: ScheduleLocalActivityInput,
+        next: WorkflowNext<
+            'static,
+            ScheduleLocalActivityInput,
+            CancellableWorkflowOutboundFuture<ScheduleActivityResult>,
+        >,
+    ) -> CancellableWorkflowOutboundFuture<ScheduleActivityResult> {
+        self.propagate(input.headers_mut());
+        next.run(input)
+    }
+}
+
+impl PropagateTraceHeader {
+    fn propagate(&self, headers: &mut std::collections::HashMap<String, Payload>) {
         let header = self.header.lock().ok().and_then(|h| h.clone());
         if let Some(p) = header {
-            input.headers_mut().entry(TRACE_HEADER_KEY.to_string()).or_insert(p);
+            headers.entry(TRACE_HEADER_KEY.to_string()).or_insert(p);
         }
-        next.run(input)
     }
 }
 

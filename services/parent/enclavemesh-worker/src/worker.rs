@@ -9,13 +9,14 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::{ActivitiesError, AgentActivities};
 use crate::workflow::SecureStateLoop;
-use enclavemesh_workflow::connect::{ConnectError, connect_with_retry, default_identity};
+use enclavemesh_workflow::TemporalSettings;
+use enclavemesh_workflow::connect::{ConnectError, connect_to_with_retry, default_identity};
 
 /// Everything the worker needs; the binary fills it from flags/env, tests directly.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub temporal_address: String,
-    pub namespace: String,
+    /// Where Temporal is, the namespace, and TLS / mTLS / API key (checked once).
+    pub temporal: TemporalSettings,
     pub task_queue: String,
     pub agent_a: Address,
     pub agent_b: Address,
@@ -48,8 +49,7 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         Runtime::from_current_tokio(RuntimeOptions::default()).map_err(|e| WorkerError::Runtime(e.to_string()))?;
     tokio::pin!(shutdown);
     let identity = default_identity("enclavemesh-worker");
-    let connect =
-        connect_with_retry(&settings.temporal_address, &settings.namespace, &identity, settings.connect_retry_for);
+    let connect = connect_to_with_retry(&settings.temporal, &identity, settings.connect_retry_for);
     let client = tokio::select! {
         c = connect => c?,
         () = &mut shutdown => return Ok(()),
@@ -65,8 +65,9 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| WorkerError::Setup(e.to_string()))?;
     let stop = worker.shutdown_handle();
     tracing::info!(
-        temporal = %settings.temporal_address,
-        namespace = %settings.namespace,
+        temporal = %settings.temporal.address,
+        temporal.security = %settings.temporal.security(),
+        namespace = %settings.temporal.namespace,
         task_queue = %settings.task_queue,
         agent_a = %settings.agent_a,
         agent_b = %settings.agent_b,

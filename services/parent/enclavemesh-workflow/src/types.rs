@@ -43,6 +43,62 @@ pub struct WorkflowInput {
     pub steps: u32,
     /// The encoded `enclavemesh.v1.SealedInput`, base64.
     pub sealed_input_b64: String,
+    /// How each step's envelope is handed to the next agent call (public; absent means
+    /// [`Handoff::Local`]).
+    #[serde(default)]
+    pub handoff: Handoff,
+}
+
+/// How `SecureStateLoop` hands sealed state from one agent call to the next.
+///
+/// Both keep every guarantee of the loop: each step's envelope is recorded in history (an
+/// activity result, or a local-activity marker), a refused step fails the run with its
+/// last good envelope in history, and a crash resumes from the last recorded step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handoff {
+    /// Local activities: the worker running the workflow task calls the agents itself, so
+    /// one workflow task carries many handoffs and Temporal sees one round trip per batch,
+    /// not per step. The steps' results reach history as markers when the task completes
+    /// (at the latest every few seconds, by the task heartbeat); a worker crash before that
+    /// re-runs those steps from the last recorded envelope.
+    #[default]
+    Local,
+    /// One Temporal activity per step: each result is durable the moment the step ends,
+    /// and any worker polling the queue may run any step. For long steps, or when the
+    /// agents are not all reachable from every worker.
+    Remote,
+}
+
+impl Handoff {
+    /// Every mode, for `--help` and parsing.
+    pub const ALL: [Handoff; 2] = [Handoff::Local, Handoff::Remote];
+
+    /// The name used on the command line and in the workflow input.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handoff::Local => "local",
+            Handoff::Remote => "remote",
+        }
+    }
+}
+
+impl std::fmt::Display for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown handoff mode name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown handoff mode '{0}': use local (default) or remote")]
+pub struct UnknownHandoff(String);
+
+impl std::str::FromStr for Handoff {
+    type Err = UnknownHandoff;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Handoff::ALL.into_iter().find(|h| h.as_str() == s).ok_or_else(|| UnknownHandoff(s.to_string()))
+    }
 }
 
 /// A `SealedEnvelope` as JSON: the authenticated header in clear, nonce and ciphertext base64.
@@ -227,6 +283,22 @@ mod tests {
         let input: WorkflowInput = serde_json::from_str(r#"{"sealed_input_b64":"AAAA"}"#).unwrap();
         assert_eq!(input.steps, 1);
         assert_eq!(input.sealed_input_b64, "AAAA");
+        // An input written before handoff modes existed runs the default mode.
+        assert_eq!(input.handoff, Handoff::Local);
+    }
+
+    #[test]
+    fn handoff_modes_parse_from_json_and_the_command_line_and_nothing_else_does() {
+        let input: WorkflowInput =
+            serde_json::from_str(r#"{"sealed_input_b64":"AAAA","steps":3,"handoff":"remote"}"#).unwrap();
+        assert_eq!(input.handoff, Handoff::Remote);
+        assert!(serde_json::from_str::<WorkflowInput>(r#"{"sealed_input_b64":"","handoff":"eager"}"#).is_err());
+        for h in Handoff::ALL {
+            assert_eq!(h.as_str().parse::<Handoff>().unwrap(), h);
+            assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{h}\""));
+        }
+        let err = "Local".parse::<Handoff>().unwrap_err().to_string();
+        assert!(err.contains("local (default) or remote"), "{err}");
     }
 
     #[test]

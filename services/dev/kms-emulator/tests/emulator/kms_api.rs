@@ -1,7 +1,7 @@
 //! The emulator through the real aws-sdk-kms client, over HTTP on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-mod common;
+use crate::common;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;

@@ -1,7 +1,7 @@
 //! The wire protocol as botocore (aws CLI) speaks it, with raw HTTP/1.1 requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-mod common;
+use crate::common;
 
 use common::Env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

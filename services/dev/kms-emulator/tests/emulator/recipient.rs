@@ -1,7 +1,7 @@
 //! Recipient (Nitro attestation) flow: a SimulatedNsm document with an EphemeralKeyPair.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-mod common;
+use crate::common;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeyEncryptionMechanism, RecipientInfo};

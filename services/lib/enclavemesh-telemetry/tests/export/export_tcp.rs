@@ -1,7 +1,7 @@
 //! OTLP over plain TCP (`http://host:port`, the standard exporter path).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-mod common;
+use crate::common;
 
 use enclavemesh_telemetry::testing::OtlpReceiver;
 

@@ -2,7 +2,7 @@
 //! dials `vsock://3:4317` inside an enclave).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
-mod common;
+use crate::common;
 
 use enclavemesh_telemetry::testing::OtlpReceiver;
 

@@ -1,5 +1,6 @@
 //! Without an endpoint: no exporter, nothing sent, nothing logged above INFO — but
-//! spans still carry ids so trace context is passed on.
+//! spans still carry ids so trace context is passed on: a server span joins its
+//! caller's trace (`traceparent`), and a call without one starts a trace of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed test
 
 use std::io::Write;
@@ -7,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use enclavemesh_telemetry::testing::OtlpReceiver;
-use enclavemesh_telemetry::{GrpcTraceLayer, TelemetryConfig, build, inject_into, metrics};
+use enclavemesh_telemetry::{
+    GrpcTraceLayer, TelemetryConfig, build, current_context, inject_into, metrics, span_context,
+};
 use enclavemesh_transport::Address;
+use opentelemetry::trace::{TraceContextExt, TraceId};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tracing::Instrument;
@@ -58,9 +62,21 @@ fn no_endpoint_exports_nothing_and_logs_no_error() {
         let listener = enclavemesh_transport::bind(&addr).await.unwrap();
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Inside the server span (the trace layer enters it around the inner call): the
+        // trace id the server's work, and any call it makes downstream, carries.
+        let seen = Arc::new(Mutex::new(Vec::<TraceId>::new()));
+        let spy = {
+            let seen = seen.clone();
+            tower::util::MapRequestLayer::new(move |req: http::Request<tonic::body::Body>| {
+                let id = current_context().span().span_context().trace_id();
+                seen.lock().unwrap().push(id);
+                req
+            })
+        };
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(GrpcTraceLayer::server())
+                .layer(spy)
                 .add_service(health)
                 .serve_with_incoming_shutdown(listener.into_incoming(), async {
                     let _ = stopped.await;
@@ -79,6 +95,27 @@ fn no_endpoint_exports_nothing_and_logs_no_error() {
         let mut headers = http::HeaderMap::new();
         root.in_scope(|| inject_into(&mut headers));
         assert!(headers.contains_key("traceparent"), "traceparent injected without an exporter");
+        // ... and the server's span joined the caller's trace.
+        let root_trace = span_context(&root).span().span_context().trace_id();
+        assert_ne!(root_trace, TraceId::INVALID);
+        assert_eq!(seen.lock().unwrap().as_slice(), &[root_trace], "server span in the client's trace");
+
+        // A caller's own traceparent (another process): the server span takes its trace id.
+        let mut plain = HealthClient::new(enclavemesh_transport::channel(&addr).unwrap());
+        let mut req = tonic::Request::new(HealthCheckRequest { service: String::new() });
+        req.metadata_mut()
+            .insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+        plain.check(req).await.expect("health check with a traceparent");
+        // Without one: a new trace of its own, not the (unrelated) current span's.
+        plain
+            .check(HealthCheckRequest { service: String::new() })
+            .instrument(tracing::info_span!("unrelated"))
+            .await
+            .expect("health check without a traceparent");
+        let ids = seen.lock().unwrap().clone();
+        assert_eq!(ids[1], TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+        assert_ne!(ids[2], TraceId::INVALID);
+        assert!(!ids[..2].contains(&ids[2]), "a call without traceparent starts its own trace: {ids:?}");
         metrics::kms_call("Decrypt", "ok");
         drop(root);
 

@@ -17,7 +17,7 @@ use enclavemesh_harness::fake_agent::FakeAgent;
 use enclavemesh_harness::fake_stack::FakeStack;
 use enclavemesh_worker::SecureStateLoop;
 use enclavemesh_workflow::history::completed_steps;
-use enclavemesh_workflow::types::{WorkflowInput, WorkflowOutput};
+use enclavemesh_workflow::types::{Handoff, WorkflowInput, WorkflowOutput};
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
     Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions,
@@ -36,8 +36,10 @@ async fn start(
     client: &Client,
     id: &str,
     steps: u32,
+    handoff: Handoff,
 ) -> temporalio_client::WorkflowHandle<Client, <SecureStateLoop as HasWorkflowDefinition>::Run> {
-    let input = WorkflowInput { steps, sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64() };
+    let input =
+        WorkflowInput { steps, sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64(), handoff };
     client
         .start_workflow(SecureStateLoop::run, input, WorkflowStartOptions::new(TASK_QUEUE, id).build())
         .await
@@ -65,9 +67,9 @@ fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-async fn scenario_success(client: Client, id: String, steps: u32) -> Duration {
+async fn scenario_success(client: Client, id: String, steps: u32, handoff: Handoff) -> Duration {
     let t = Instant::now();
-    let h = start(&client, &id, steps).await;
+    let h = start(&client, &id, steps, handoff).await;
     let out = h.get_result(WorkflowGetResultOptions::default()).await.expect("workflow result");
     check_success(&out, &id, u64::from(steps));
     // The progress query answers from the (completed) workflow's state.
@@ -75,12 +77,37 @@ async fn scenario_success(client: Client, id: String, steps: u32) -> Duration {
     assert_eq!(p.total_steps, u64::from(steps) + 1);
     assert_eq!(p.completed, out.steps);
     assert!(p.failure.is_none());
+    // Every step's envelope is in history, in the mode's own kind of event.
+    let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.unwrap();
+    let recorded: Vec<u64> = completed_steps(&events).unwrap().iter().map(|s| s.envelope.step).collect();
+    assert_eq!(recorded, (0..=u64::from(steps)).collect::<Vec<_>>());
+    let (remote, local) = step_events(&events);
+    match handoff {
+        Handoff::Remote => assert_eq!((remote, local), (steps as usize + 1, 0)),
+        Handoff::Local => assert_eq!((remote, local), (0, steps as usize + 1)),
+    }
     t.elapsed()
 }
 
-async fn scenario_tamper(client: Client, id: String, agent_b: Arc<FakeAgent>) -> Duration {
+/// (remote activity results, local activity markers) in a history.
+fn step_events(events: &[temporalio_common::protos::temporal::api::history::v1::HistoryEvent]) -> (usize, usize) {
+    let remote = events
+        .iter()
+        .filter(|e| matches!(e.attributes, Some(Attributes::ActivityTaskCompletedEventAttributes(_))))
+        .count();
+    let local = events
+        .iter()
+        .filter(|e| {
+            matches!(&e.attributes, Some(Attributes::MarkerRecordedEventAttributes(m))
+            if m.marker_name == enclavemesh_workflow::history::LOCAL_ACTIVITY_MARKER)
+        })
+        .count();
+    (remote, local)
+}
+
+async fn scenario_tamper(client: Client, id: String, agent_b: Arc<FakeAgent>, handoff: Handoff) -> Duration {
     let t = Instant::now();
-    let h = start(&client, &id, 5).await;
+    let h = start(&client, &id, 5, handoff).await;
     let err = h.get_result(WorkflowGetResultOptions::default()).await.expect_err("must fail");
     let WorkflowGetResultError::Failed(failure) = err else { panic!("unexpected error {err:?}") };
     let IncomingError::Application(app) = *failure else { panic!("not an application failure: {failure:?}") };
@@ -100,17 +127,26 @@ async fn scenario_tamper(client: Client, id: String, agent_b: Arc<FakeAgent>) ->
     t.elapsed()
 }
 
-async fn scenario_flaky(client: Client, id: String, agent_b: Arc<FakeAgent>) -> Duration {
+async fn scenario_flaky(client: Client, id: String, agent_b: Arc<FakeAgent>, handoff: Handoff) -> Duration {
     let t = Instant::now();
-    let h = start(&client, &id, 1).await;
+    let h = start(&client, &id, 1, handoff).await;
     let out = h.get_result(WorkflowGetResultOptions::default()).await.expect("retried to success");
     check_success(&out, &id, 1);
     // Two UNAVAILABLE answers, then success on the third attempt.
     assert_eq!(agent_b.calls(&id, 0), 3);
     // Backoff 200 ms then 400 ms (the server fires retry timers with ~1 s granularity).
     assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
-    // The retry policy recorded in history is the one the workflow asked for.
     let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.unwrap();
+    if handoff == Handoff::Local {
+        // Retried inside the worker: history holds the two results as markers, no
+        // activity task, and no failed attempt.
+        assert_eq!(step_events(&events), (0, 2));
+        assert!(
+            !events.iter().any(|e| matches!(e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(_))))
+        );
+        return t.elapsed();
+    }
+    // The retry policy recorded in history is the one the workflow asked for.
     let policy = events
         .iter()
         .find_map(|e| match &e.attributes {
@@ -135,13 +171,15 @@ async fn secure_state_loop_against_real_temporal() {
     let client = stack.client().await;
     let agent_b = stack.agent_b.clone();
     let run = format!("{}", std::process::id());
-    let (d1, d5, dt, df) = tokio::join!(
-        scenario_success(client.clone(), format!("wf-ok1-{run}"), 1),
-        scenario_success(client.clone(), format!("wf-ok5-{run}"), 5),
-        scenario_tamper(client.clone(), format!("wf-tamper3-{run}"), agent_b.clone()),
-        scenario_flaky(client.clone(), format!("wf-flaky-{run}"), agent_b.clone()),
-    );
-    eprintln!("steps=1: {d1:?}, steps=5: {d5:?}, tamper at 3: {dt:?}, unavailable x2 then ok: {df:?}");
+    for handoff in Handoff::ALL {
+        let (d1, d5, dt, df) = tokio::join!(
+            scenario_success(client.clone(), format!("wf-ok1-{handoff}-{run}"), 1, handoff),
+            scenario_success(client.clone(), format!("wf-ok5-{handoff}-{run}"), 5, handoff),
+            scenario_tamper(client.clone(), format!("wf-tamper3-{handoff}-{run}"), agent_b.clone(), handoff),
+            scenario_flaky(client.clone(), format!("wf-flaky-{handoff}-{run}"), agent_b.clone(), handoff),
+        );
+        eprintln!("{handoff}: steps=1: {d1:?}, steps=5: {d5:?}, tamper at 3: {dt:?}, unavailable x2 then ok: {df:?}");
+    }
 
     tokio::time::timeout(Duration::from_secs(30), stack.worker.stop()).await.expect("worker stops").unwrap();
     eprintln!("total incl. server start: {:?}", t0.elapsed());
