@@ -148,35 +148,49 @@ NOTES = """## Reading the results
   "cache miss" rows are a workflow's first envelope in an agent: HKDF-SHA256 plus the
   AES key expansion, as every envelope paid before the cache.
   `aes-gcm` 0.10 measured 0.36x OpenSSL at 16 KiB here, which is why `ring` was chosen.
-- **One hop, p50 vs raw socket (MISS).** The "raw ping-pong" reference is one
-  `write` + one `read` per direction on a blocking socket. A gRPC unary call is an
-  HTTP/2 exchange (HEADERS + DATA out; HEADERS + DATA + trailers back; HPACK; a task
-  per stream): the *bare tonic* row, a server with no layers at all answering
-  `Describe`, is itself about 3-4x the raw figure here, and the agent's full stack
-  (trace layer, timeout, concurrency limit, handshake deadline) answering the same
-  `Describe` is the "gRPC floor". What the enclave's own work adds on top — open,
-  logic, seal, audit record — is the "Process above the floor" row. The four series
-  are interleaved in short rounds (raw, Process, Describe, bare, repeat), so every
-  ratio compares figures taken under the same machine load; measured one after the
-  other they drifted by up to 5x between runs on this shared VM (raw unix p50 seen
-  anywhere from 10 to 65 µs). Since a bare tonic server alone is already at or above
-  3x raw, the 3x-raw target is out of reach for any gRPC server on this machine;
-  meeting it would mean leaving gRPC for a bespoke framing on the vsock hop, which
-  the contracts (tonic `AgentService`, grpcurl through the bridge) rule out. The p99
-  target (≤ 1 ms) holds with a wide margin. The CPU rows (server CPU time per call,
-  all threads, from /proc schedstat) say where the agent's time goes: its full stack
-  costs some tens of µs of CPU per call more than bare tonic — span creation and
-  OpenTelemetry bookkeeping for the server and handler spans (about 20 µs per
-  `Process` when measured with `ENCLAVEMESH_OTEL_FILTER=off RUST_LOG=off`), the rest
-  open + logic + seal + the audit record. Turning off tracing-opentelemetry's
-  thread/location attributes and per-poll context activation made no difference
-  that survived the noise, so they were left at their defaults.
-  What was fixed: the audit trail signed every record with P-384 on the request path
-  (~1 ms, p50 1.3 ms / p99 1.6 ms); heads are now signed off the path, and the
-  per-call `info` log line (~50 µs) is `debug`.
-- **Temporal loop**: the secure loop is within a few percent of the plaintext
-  pass-through loop: Temporal's own scheduling (tens of ms per workflow task on the
-  dev server) dwarfs the sub-millisecond enclave hops.
+- **One hop.** The reference is *bare tonic*: a `tonic::transport::Server` with no
+  layers answering the very same `Process` request with a same-sized response
+  (`enclavemesh-bench mirror`: no crypto, no tracing, no audit), interleaved with the
+  agent's `Process` in short rounds (raw, Process, Describe, bare, repeat), so each
+  ratio compares figures taken under the same machine load (measured one after the
+  other, figures drifted by up to 5x between runs on this shared VM). Issue 7's
+  "≤ 3x raw socket" target was below what any gRPC server reaches here (bare tonic
+  alone is 4x+ raw: HEADERS + DATA + trailers, HPACK, a task per stream), so issue 17
+  replaced it with ratios to bare tonic; the raw rows stay as information. The CPU rows
+  are server CPU per call, all threads, from /proc schedstat. What the agent does
+  beyond bare tonic: bounded decode, open, logic, seal, the audit record, and one
+  server span whose W3C trace context is read and passed on even with no exporter.
+  Issue 17 cut that overhead by about a third (callgrind: 474k -> 312k instructions
+  and 113 -> 80 allocations per Process): without an exporter, spans carry only their
+  trace context (a small layer instead of tracing-opentelemetry building and dropping
+  a full OpenTelemetry span), `traceparent` is parsed and written by hand (the
+  propagator's lock, map and strings cost ~1.5 µs per call), the trace layer's
+  response future is a named type (no box per call), and the audit path hashes the
+  output envelope once. The throughput rows put 64 calls in flight on one HTTP/2
+  connection from a client on the same two cores.
+  *Still missed* in the run above: agent CPU per Process over unix (1.52x; 1.38x over
+  tcp in the same run; the bare reference itself swung between 62 and 151 µs per
+  call across today's runs), and throughput at 64 in flight (0.63x
+  unix, 0.66x tcp). Where the agent's extra time goes, measured: `perf` sampling of the
+  agent under Process load puts ~34% of its CPU in the kernel (bare tonic: 43%; task
+  switches and socket I/O both servers pay), ~16% in h2/hyper, ~10% malloc/memcpy,
+  ~6% tokio; callgrind (instruction counts, independent of load) gives 312k
+  instructions per Process, of which the audit record (canonical bytes, SHA-256, hex,
+  JSON) is ~37k (~3-4 µs) and the log layer formatting the server and handler spans'
+  fields when they are created, even when no line is logged, ~23k. The throughput
+  series is CPU-bound (client and server share two cores), so its ratio follows total
+  CPU per call, client included. The next cuts, not made yet: record span fields for
+  the log layer lazily, and move the audit record's encoding and hashing off the
+  request path to the trail's own task. Earlier fix: the audit trail signed
+  every record with P-384 on the request path (~1 ms); heads are signed off the path.
+- **Temporal loop.** A step as one remote activity costs three Temporal round trips
+  (schedule, start, complete: ~50 ms on the dev server) for a sub-millisecond agent
+  hop, so the loop's time and the server's CPU were all Temporal's. With local-activity
+  handoffs (the default since issue 17) one workflow task carries the whole loop: the
+  worker calls the agents back to back and records every step's envelope as a marker
+  when the task completes. Same workflow, agents, worker binary and server; the kinds
+  alternate run by run. The plaintext rows (pass-through agents, local handoffs) show
+  what the enclave side adds once Temporal's round trips are gone.
 - **Bridge**: `vsock-bridge` copies both ways on tokio with `--buffer-size` buffers
   (`copy_bidirectional_with_sizes`); socat copies through its default 8 KiB buffer
   with a select() loop per chunk.
