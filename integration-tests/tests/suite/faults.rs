@@ -142,10 +142,7 @@ async fn slow_temporal_restarted_mid_workflow_worker_reconnects_and_no_step_is_l
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let wf = "wf-temporal-restart";
     let steps = 40;
-    l.gate.hold(3);
-    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
-    assert!(ok, "{all}");
-    l.gate.wait_held(Duration::from_secs(60));
+    l.start_held_at(wf, steps, 3);
     assert!(!l.closed(wf), "the restart must hit a running workflow");
     l.temporal.stop();
     // Step 4 completes in the worker while Temporal is down: its result cannot be
@@ -184,10 +181,7 @@ async fn slow_bridge_restarted_mid_workflow_clients_recover_and_no_step_is_lost_
 
     let wf = "wf-bridge-restart";
     let steps = 30;
-    l.gate.hold(3);
-    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
-    assert!(ok, "{all}");
-    l.gate.wait_held(Duration::from_secs(60));
+    l.start_held_at(wf, steps, 3);
     assert!(!l.closed(wf), "the restart must hit a running workflow");
     bridge.kill();
     // The held call now meets a dead bridge: UNAVAILABLE, retried until it is back.
@@ -227,10 +221,7 @@ async fn slow_agent_b_killed_mid_loop_is_retried_and_no_step_is_lost_or_doubled(
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let wf = "wf-kill-b";
     let steps = 6;
-    l.gate.hold(2);
-    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
-    assert!(ok, "{all}");
-    l.gate.wait_held(Duration::from_secs(60));
+    l.start_held_at(wf, steps, 2);
     l.b.kill();
     // The held call (step 3) meets a dead agent: UNAVAILABLE, retried with backoff.
     l.gate.release();
@@ -247,10 +238,7 @@ async fn slow_worker_killed_mid_loop_another_worker_finishes_and_no_step_is_lost
     let (mut l, _) = Loop::start(AgentBRoute::Direct).await;
     let wf = "wf-kill-worker";
     let steps = 8;
-    l.gate.hold(4);
-    let (ok, _, all) = l.trigger(wf, steps, &["--no-wait"]);
-    assert!(ok, "{all}");
-    l.gate.wait_held(Duration::from_secs(60));
+    l.start_held_at(wf, steps, 4);
     let before = l.gate.forwarded();
     // The worker dies while Agent B holds step 5's request; Agent B then answers a dead
     // caller: it made step 5, and nobody recorded it.

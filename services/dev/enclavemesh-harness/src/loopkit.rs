@@ -8,7 +8,7 @@
 
 use crate::gate::Gate;
 use crate::mesh::random_pcr0;
-use crate::proc::{Proc, wait_for};
+use crate::proc::Proc;
 use crate::temporal::{Temporal, expected_balance};
 use crate::{DevMesh, MeshOptions};
 use std::path::{Path, PathBuf};
@@ -119,15 +119,14 @@ impl Loop {
             .unwrap_or_else(|| panic!("no reveal in {all}"))
     }
 
-    /// Number of ProcessState mentions in the workflow's history so far (activity events,
-    /// or local-activity markers once their workflow task completed).
-    pub fn process_events(&self, wf: &str) -> usize {
-        self.temporal.history_json(wf).matches("ProcessState").count()
-    }
-
-    /// Waits until the workflow has at least `n` ProcessState mentions in history.
-    pub fn wait_for_process_events(&self, wf: &str, n: usize, timeout: Duration) {
-        wait_for(&format!("{n} ProcessState events in {wf}"), timeout, || self.process_events(wf) >= n);
+    /// Starts `wf` (`steps` steps, not waiting for it) with the gate holding the Process
+    /// call for `hold_step`, and returns once that call has arrived: the loop is then
+    /// certainly running, with steps 1..=`hold_step` done.
+    pub fn start_held_at(&self, wf: &str, steps: u32, hold_step: u64) {
+        self.gate.hold(hold_step);
+        let (ok, _, all) = self.trigger(wf, steps, &["--no-wait"]);
+        assert!(ok, "{all}");
+        self.gate.wait_held(Duration::from_secs(60));
     }
 
     /// Whether history shows the workflow closed (completed, failed, terminated...).

@@ -54,7 +54,19 @@ impl Aad {
     }
 }
 
-impl AadFields<'_> {
+impl<'a> AadFields<'a> {
+    /// The fields an envelope's header carries: what `open` authenticates.
+    pub(crate) fn of_envelope(env: &'a enclavemesh_proto::v1::SealedEnvelope) -> Self {
+        AadFields {
+            format_version: env.format_version,
+            key_id: &env.key_id,
+            key_version: env.key_version,
+            workflow_id: &env.workflow_id,
+            step: env.step,
+            agent: &env.agent,
+        }
+    }
+
     /// Encodes the fields as described in the module docs.
     pub(crate) fn encode(&self) -> Aad {
         let total = 8 * 4 + 4 * 2 + 8 + AAD_LABEL.len() + self.key_id.len() + self.workflow_id.len() + self.agent.len();

@@ -93,15 +93,7 @@ pub fn open(
             expected_step: expect.step,
         });
     }
-    let aad = AadFields {
-        format_version: env.format_version,
-        key_id: &env.key_id,
-        key_version: env.key_version,
-        workflow_id: &env.workflow_id,
-        step: env.step,
-        agent: &env.agent,
-    }
-    .encode();
+    let aad = AadFields::of_envelope(env).encode();
     let key = ring
         .subkey(env.key_version, &env.workflow_id, Purpose::Open)
         .ok_or_else(|| OpenError::UnknownKeyVersion { version: env.key_version, held: ring.versions() })?

@@ -509,15 +509,7 @@ mod subkey_cache {
         // check out of the way (decrypting directly under the other cached key).
         let env = seal(&ring, &hdr("wf-a", 0), b"for a").unwrap();
         assert_eq!(env.key_version, 2);
-        let aad = crate::aad::AadFields {
-            format_version: env.format_version,
-            key_id: &env.key_id,
-            key_version: env.key_version,
-            workflow_id: &env.workflow_id,
-            step: env.step,
-            agent: &env.agent,
-        }
-        .encode();
+        let aad = crate::aad::AadFields::of_envelope(&env).encode();
         let nonce: [u8; 12] = env.nonce.as_slice().try_into().unwrap();
         for other in [0, 1, 2, 3, 4] {
             assert!(cipher::decrypt_with(&keys[other], &nonce, aad.as_slice(), &env.ciphertext).is_err(), "{other}");
