@@ -51,8 +51,8 @@ pub fn settings(temporal_address: &str, task_queue: &str, agent_a: Address, agen
         temporal: enclavemesh_workflow::TemporalSettings::plain(temporal_address, "default")
             .expect("a plain Temporal address"),
         task_queue: task_queue.into(),
-        agent_a,
-        agent_b,
+        agent_a: vec![agent_a],
+        agent_b: vec![agent_b],
         rpc_timeout: Duration::from_secs(10),
         connect_retry_for: Duration::from_secs(30),
     }

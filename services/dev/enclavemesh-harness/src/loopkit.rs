@@ -108,15 +108,7 @@ impl Loop {
     /// `enclavemesh reveal` through Agent B (waits for the workflow's result), opened
     /// with the owner key.
     pub fn reveal(&self, wf: &str, field: &str) -> String {
-        let sock = unix(&self.sock_b);
-        let args = ["reveal", "--agent", &sock, "--workflow-id", wf, "--field", field];
-        let (ok, lines, all) = self.temporal.cli_with_env(TASK_QUEUE, &args, &self.mesh.owner_env());
-        assert!(ok, "reveal {field} of {wf} failed: {all}");
-        lines
-            .iter()
-            .find(|v| v["event"] == "revealed")
-            .and_then(|v| v["value"].as_str().map(str::to_string))
-            .unwrap_or_else(|| panic!("no reveal in {all}"))
+        reveal_through(&self.temporal, TASK_QUEUE, &self.mesh, &self.sock_b, wf, field)
     }
 
     /// Starts `wf` (`steps` steps, not waiting for it) with the gate holding the Process
@@ -155,9 +147,55 @@ impl Loop {
     }
 }
 
+/// `enclavemesh reveal` of `wf`'s result through the agent at `agent_sock` (waits for the
+/// workflow to end), opened with the owner key.
+pub fn reveal_through(
+    temporal: &Temporal,
+    queue: &str,
+    mesh: &DevMesh,
+    agent_sock: &Path,
+    wf: &str,
+    field: &str,
+) -> String {
+    let sock = unix(agent_sock);
+    let args = ["reveal", "--agent", &sock, "--workflow-id", wf, "--field", field];
+    let (ok, lines, all) = temporal.cli_with_env(queue, &args, &mesh.owner_env());
+    assert!(ok, "reveal {field} of {wf} failed: {all}");
+    lines
+        .iter()
+        .find(|v| v["event"] == "revealed")
+        .and_then(|v| v["value"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no reveal in {all}"))
+}
+
+/// Calls the agent at `sock` has recorded this boot (its audit trail's length, less the
+/// bootstrap record): Init, Process and Reveal calls; 0 when it cannot be reached.
+pub async fn calls_served(sock: &Path) -> u64 {
+    let Ok(addr) = unix(sock).parse() else { return 0 };
+    let Ok(channel) = enclavemesh_transport::channel(&addr) else { return 0 };
+    let mut client = enclavemesh_proto::v1::agent_service_client::AgentServiceClient::new(channel);
+    let req = enclavemesh_proto::v1::AuditLogRequest { from_seq: u64::MAX, max_records: 1 };
+    match client.audit_log(req).await {
+        Ok(r) => r.into_inner().next_seq.saturating_sub(1),
+        Err(_) => 0,
+    }
+}
+
 /// Checks a Reveal `history` value: records for steps 1..=`steps` exactly once, in
 /// order, each starting from the previous balance and applying one interest step.
 pub fn assert_history_exactly_once(history: &str, initial: i64, bps: u32, steps: u32) {
+    assert_history_exactly_once_by(history, initial, bps, steps, &["agent-b"]);
+}
+
+/// Like [`assert_history_exactly_once`] with steps run by any of `agents` (a pool);
+/// returns the agent of each step, in order.
+pub fn assert_history_exactly_once_by(
+    history: &str,
+    initial: i64,
+    bps: u32,
+    steps: u32,
+    agents: &[&str],
+) -> Vec<String> {
     let records: Vec<(u64, String, i64, i64)> = history
         .split(',')
         .filter(|r| !r.is_empty())
@@ -182,8 +220,9 @@ pub fn assert_history_exactly_once(history: &str, initial: i64, bps: u32, steps:
         assert_eq!(*before, balance, "step {step} starts from the previous balance: {history}");
         let next = expected_balance(balance, bps, 1);
         assert_eq!(*after, next, "step {step} applies one interest step: {history}");
-        assert_eq!(agent, "agent-b", "step {step} by agent-b: {history}");
+        assert!(agents.contains(&agent.as_str()), "step {step} by one of {agents:?}: {history}");
         balance = next;
     }
     assert_eq!(balance, expected_balance(initial, bps, steps));
+    records.into_iter().map(|r| r.1).collect()
 }

@@ -67,7 +67,8 @@ impl Agent {
         let expect = Expectation { workflow_id: workflow_id.to_string(), step: expected_step };
         let plain = enclavemesh_sealing::open(&self.ring, env, &expect, &self.limits).map_err(|e| {
             let kind = e.refusal().label();
-            tracing::warn!(kind, "envelope refused");
+            // Its own fields: at `info` log lines carry no span context (enclavemesh-telemetry).
+            tracing::warn!(kind, workflow_id, step = expected_step, "envelope refused");
             tracing::Span::current().record("open_failure", kind);
             enclavemesh_telemetry::metrics::open_failure(kind);
             refusal::open_error(&e)
@@ -220,7 +221,8 @@ impl Agent {
                 value.as_bytes(),
             )
             .map_err(|e| Refusal::Internal.status(format!("sealing the result to the owner: {e}")))?;
-            tracing::info!("field revealed to the owner's key on explicit request");
+            tracing::info!(workflow_id = %req.workflow_id, field = field.as_str_name(), step = s.step,
+                "field revealed to the owner's key on explicit request");
             Ok(RevealResponse { field: req.field, result: Some(result) })
         })())
     }

@@ -1,6 +1,6 @@
 //! The record: one JSON line per agent call, with no plaintext state in it.
 
-use crate::canonical::Canonical;
+use crate::canonical::{Canonical, Sink};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -89,35 +89,90 @@ pub struct Record {
     pub hash: String,
 }
 
-impl Record {
-    /// Every field except `hash`, in a fixed order.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut c = Canonical::new(RECORD_DOMAIN);
+/// A record's fields as the canonical encoding reads them, borrowed: one layout for
+/// the writer (which hashes its held fields per call) and the verifier (which reads
+/// them back from JSON).
+pub(crate) struct Fields<'a> {
+    pub seq: u64,
+    pub time_ms: u64,
+    pub agent: &'a str,
+    pub event: Event,
+    pub workflow_id: Option<&'a str>,
+    pub step: Option<u64>,
+    pub key_version: Option<u64>,
+    pub input_key_version: Option<u64>,
+    pub input_sha256: Option<&'a str>,
+    pub output_sha256: Option<&'a str>,
+    pub outcome: Outcome,
+    pub error: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub attestation_document: Option<&'a str>,
+    pub signing_key: Option<&'a str>,
+    pub prev_hash: &'a str,
+}
+
+impl Fields<'_> {
+    /// Every field except `hash`, in a fixed order, into `sink`.
+    pub(crate) fn encode<S: Sink>(&self, sink: S) -> S {
+        let mut c = Canonical::into_sink(sink, RECORD_DOMAIN);
         c.u64(self.seq)
             .u64(self.time_ms)
-            .str(&self.agent)
+            .str(self.agent)
             .str(self.event.as_str())
-            .opt_str(self.workflow_id.as_deref())
+            .opt_str(self.workflow_id)
             .opt_u64(self.step)
             .opt_u64(self.key_version)
             .opt_u64(self.input_key_version)
-            .opt_str(self.input_sha256.as_deref())
-            .opt_str(self.output_sha256.as_deref())
+            .opt_str(self.input_sha256)
+            .opt_str(self.output_sha256)
             .str(match self.outcome {
                 Outcome::Ok => "ok",
                 Outcome::Error => "error",
             })
-            .opt_str(self.error.as_deref())
-            .opt_str(self.detail.as_deref())
-            .opt_str(self.attestation_document.as_deref())
-            .opt_str(self.signing_key.as_deref())
-            .str(&self.prev_hash);
+            .opt_str(self.error)
+            .opt_str(self.detail)
+            .opt_str(self.attestation_document)
+            .opt_str(self.signing_key)
+            .str(self.prev_hash);
         c.finish()
+    }
+
+    /// SHA-256 of the canonical bytes.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.encode(Sha256::new()).finalize().into()
+    }
+}
+
+impl Record {
+    pub(crate) fn fields(&self) -> Fields<'_> {
+        Fields {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            agent: &self.agent,
+            event: self.event,
+            workflow_id: self.workflow_id.as_deref(),
+            step: self.step,
+            key_version: self.key_version,
+            input_key_version: self.input_key_version,
+            input_sha256: self.input_sha256.as_deref(),
+            output_sha256: self.output_sha256.as_deref(),
+            outcome: self.outcome,
+            error: self.error.as_deref(),
+            detail: self.detail.as_deref(),
+            attestation_document: self.attestation_document.as_deref(),
+            signing_key: self.signing_key.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
+    }
+
+    /// Every field except `hash`, in a fixed order.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.fields().encode(Vec::with_capacity(256))
     }
 
     /// Hex SHA-256 of the canonical bytes: what `hash` must be.
     pub fn compute_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_bytes()))
+        hex::encode(self.fields().digest())
     }
 
     /// The JSON line.

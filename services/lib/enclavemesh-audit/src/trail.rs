@@ -10,9 +10,16 @@
 //! `AuditLog` fetch, and for the local file as a checkpoint line at most once per
 //! interval ([`AuditTrail::checkpoint`], driven by the agent) and when the trail is
 //! dropped. Recording a call is a SHA-256 and a push.
+//!
+//! Why records are held as fields, not as JSON lines: a record leaves the enclave only
+//! when the parent fetches it, and many are evicted first, so the JSON line (and the
+//! hex of its digests) is rendered at fetch time, outside the lock. Per call the trail
+//! hashes the canonical fields straight into SHA-256, with no buffer. A fetched page
+//! is byte for byte what rendering at call time gave: the same [`Record`] serialises it.
 
+use crate::canonical::Hex32;
 use crate::error::AuditError;
-use crate::record::{Entry, Event, GENESIS_HASH, Head, HeadLine, Outcome, Record};
+use crate::record::{Entry, Event, Fields, Head, HeadLine, Outcome, Record};
 use crate::signer::{Signer, signing_key_binding};
 use base64::Engine;
 use std::collections::VecDeque;
@@ -30,16 +37,88 @@ fn now_ms() -> u64 {
 /// size), [`DEFAULT_MAX_BYTES`] does.
 pub const DEFAULT_MAX_RECORDS: usize = 50_000;
 
-/// Bytes of records kept in enclave memory besides record 0, by default: 8 MiB, about
-/// 15 000 records of ~0.5 KB. Sized so an agent stays within its 32 MiB footprint
+/// Bytes of records kept in enclave memory besides record 0, by default: 8 MiB (a call's
+/// record takes ~250 bytes held, so [`DEFAULT_MAX_RECORDS`] binds first). Sized so an agent stays within its 32 MiB footprint
 /// target (~11 MiB idle) with room for requests in flight; measured by the hop
 /// benchmark's sustained-load row (BENCHMARKS.md).
 pub const DEFAULT_MAX_BYTES: usize = 8 << 20;
 
-/// What one held record costs: its line, the `String` header and the allocator's own
-/// overhead (one header word, rounded up), so the budget tracks real memory.
-fn record_cost(line: &str) -> usize {
-    line.len() + std::mem::size_of::<String>() + 16
+/// A call's record as the trail holds it: its fields, rendered to a JSON line when
+/// fetched ([`Held::record`]).
+#[derive(Clone)]
+struct Held {
+    seq: u64,
+    time_ms: u64,
+    event: Event,
+    workflow_id: Option<String>,
+    step: Option<u64>,
+    key_version: Option<u32>,
+    input_key_version: Option<u32>,
+    input_sha256: Option<[u8; 32]>,
+    output_sha256: Option<[u8; 32]>,
+    /// The refusal label on failure.
+    error: Option<String>,
+    detail: Option<String>,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+}
+
+impl Held {
+    /// SHA-256 of the canonical fields (as a verifier reads them back from the line).
+    fn digest(&self, agent: &str) -> [u8; 32] {
+        let input = self.input_sha256.as_ref().map(Hex32::of);
+        let output = self.output_sha256.as_ref().map(Hex32::of);
+        let prev = Hex32::of(&self.prev_hash);
+        Fields {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            agent,
+            event: self.event,
+            workflow_id: self.workflow_id.as_deref(),
+            step: self.step,
+            key_version: self.key_version.map(u64::from),
+            input_key_version: self.input_key_version.map(u64::from),
+            input_sha256: input.as_ref().map(Hex32::as_str),
+            output_sha256: output.as_ref().map(Hex32::as_str),
+            outcome: if self.error.is_some() { Outcome::Error } else { Outcome::Ok },
+            error: self.error.as_deref(),
+            detail: self.detail.as_deref(),
+            attestation_document: None,
+            signing_key: None,
+            prev_hash: prev.as_str(),
+        }
+        .digest()
+    }
+
+    /// The record, as its line carries it.
+    fn record(&self, agent: &str) -> Record {
+        Record {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            agent: agent.to_owned(),
+            event: self.event,
+            workflow_id: self.workflow_id.clone(),
+            step: self.step,
+            key_version: self.key_version.map(u64::from),
+            input_key_version: self.input_key_version.map(u64::from),
+            input_sha256: self.input_sha256.map(hex::encode),
+            output_sha256: self.output_sha256.map(hex::encode),
+            outcome: if self.error.is_some() { Outcome::Error } else { Outcome::Ok },
+            error: self.error.clone(),
+            detail: self.detail.clone(),
+            attestation_document: None,
+            signing_key: None,
+            prev_hash: hex::encode(self.prev_hash),
+            hash: hex::encode(self.hash),
+        }
+    }
+
+    /// What holding it costs: the struct, its strings and the allocator's overhead per
+    /// string (one header word, rounded up), so the budget tracks real memory.
+    fn cost(&self) -> usize {
+        let heap = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 16);
+        std::mem::size_of::<Held>() + heap(&self.workflow_id) + heap(&self.error) + heap(&self.detail)
+    }
 }
 
 struct State {
@@ -47,16 +126,17 @@ struct State {
     /// it no record can be tied to an enclave image.
     boot: Option<String>,
     /// The newest records after record 0; the oldest are evicted beyond `max_records`.
-    recent: VecDeque<String>,
+    recent: VecDeque<Held>,
     /// Seq of `recent[0]`.
     recent_first: u64,
-    /// [`record_cost`] of everything in `recent`.
+    /// [`Held::cost`] of everything in `recent`.
     recent_bytes: usize,
     /// Seq the next record gets (= records written this boot).
     next_seq: u64,
     max_records: usize,
     max_bytes: usize,
-    prev_hash: String,
+    /// `hash` of the last record (all zeros before the first: the genesis hash).
+    prev_hash: [u8; 32],
     file: Option<std::fs::File>,
     /// Records of the local file covered by its last checkpoint line.
     file_signed_through: u64,
@@ -100,7 +180,7 @@ impl AuditTrail {
                 next_seq: 0,
                 max_records: DEFAULT_MAX_RECORDS,
                 max_bytes: DEFAULT_MAX_BYTES,
-                prev_hash: GENESIS_HASH.to_string(),
+                prev_hash: [0; 32],
                 file,
                 file_signed_through: 0,
             }),
@@ -145,10 +225,32 @@ impl AuditTrail {
         if st.next_seq != 0 {
             return Err(AuditError::Io("bootstrap must be the first record of a trail".into()));
         }
-        let mut r = self.draft(&st, Entry { detail: Some(detail), ..Entry::new(Event::Bootstrap) });
-        r.attestation_document = Some(base64::engine::general_purpose::STANDARD.encode(attestation_document));
-        r.signing_key = Some(self.signing_key_hex());
-        let r = self.commit(&mut st, r);
+        let mut r = Record {
+            seq: 0,
+            time_ms: now_ms(),
+            agent: self.agent.clone(),
+            event: Event::Bootstrap,
+            workflow_id: None,
+            step: None,
+            key_version: None,
+            input_key_version: None,
+            input_sha256: None,
+            output_sha256: None,
+            outcome: Outcome::Ok,
+            error: None,
+            detail: Some(detail),
+            attestation_document: Some(base64::engine::general_purpose::STANDARD.encode(attestation_document)),
+            signing_key: Some(self.signing_key_hex()),
+            prev_hash: hex::encode(st.prev_hash),
+            hash: String::new(),
+        };
+        let digest = r.fields().digest();
+        r.hash = hex::encode(digest);
+        let line = r.to_line();
+        append(&mut st, &line);
+        st.boot = Some(line);
+        st.prev_hash = digest;
+        st.next_seq = 1;
         drop(st);
         // Sign record 0 into the local file at once: a boot that dies before its first
         // checkpoint still leaves a verifiable start.
@@ -156,31 +258,56 @@ impl AuditTrail {
         Ok(r)
     }
 
-    /// Appends one call's record.
-    pub fn record(&self, entry: Entry) -> Record {
+    /// Appends one call's record: a SHA-256 over its canonical fields and a push.
+    pub fn record(&self, entry: Entry) {
         let mut st = self.lock();
-        let r = self.draft(&st, entry);
-        self.commit(&mut st, r)
+        let mut held = Held {
+            seq: st.next_seq,
+            // Under the lock, so times never run backwards along the chain.
+            time_ms: now_ms(),
+            event: entry.event,
+            workflow_id: entry.workflow_id,
+            step: entry.step,
+            key_version: entry.key_version,
+            input_key_version: entry.input_key_version,
+            input_sha256: entry.input_sha256,
+            output_sha256: entry.output_sha256,
+            error: entry.outcome.err(),
+            detail: entry.detail,
+            prev_hash: st.prev_hash,
+            hash: [0; 32],
+        };
+        held.hash = held.digest(&self.agent);
+        if st.file.is_some() {
+            let line = held.record(&self.agent).to_line();
+            append(&mut st, &line);
+        }
+        st.prev_hash = held.hash;
+        st.next_seq += 1;
+        st.recent_bytes += held.cost();
+        st.recent.push_back(held);
+        while st.recent.len() > 1 && (st.recent.len() > st.max_records || st.recent_bytes > st.max_bytes) {
+            if let Some(old) = st.recent.pop_front() {
+                st.recent_bytes -= old.cost();
+            }
+            st.recent_first += 1;
+        }
     }
 
     /// Records from `from_seq` still in memory, at most `max`, and the signed head.
     /// Evicted records are skipped: the first record returned may be later than
     /// `from_seq` (compare its `seq`).
     pub fn fetch(&self, from_seq: u64, max: usize) -> Fetched {
-        let (records, head) = {
+        let (boot, held, head) = {
             let st = self.lock();
-            let mut records = Vec::new();
-            if from_seq == 0
-                && let Some(b) = &st.boot
-            {
-                records.push(b.clone());
-            }
+            let boot = if from_seq == 0 { st.boot.clone() } else { None };
             let skip = usize::try_from(from_seq.saturating_sub(st.recent_first)).unwrap_or(usize::MAX);
-            let room = max.saturating_sub(records.len());
-            records.extend(st.recent.iter().skip(skip).take(room).cloned());
-            (records, self.unsigned_head(&st))
+            let room = max.saturating_sub(usize::from(boot.is_some()));
+            let held: Vec<Held> = st.recent.iter().skip(skip).take(room).cloned().collect();
+            (boot, held, self.unsigned_head(&st))
         };
-        // Signed after the lock is released: calls keep being recorded meanwhile.
+        // Rendered and signed after the lock is released: calls keep being recorded meanwhile.
+        let records = boot.into_iter().chain(held.iter().map(|h| h.record(&self.agent).to_line())).collect();
         Fetched { records, head: self.signed(head) }
     }
 
@@ -228,7 +355,7 @@ impl AuditTrail {
         Head {
             agent: self.agent.clone(),
             next_seq: st.next_seq,
-            hash: st.prev_hash.clone(),
+            hash: hex::encode(st.prev_hash),
             time_ms: now_ms(),
             sig: String::new(),
         }
@@ -238,53 +365,6 @@ impl AuditTrail {
         // A panic while holding the lock cannot leave a half-written record (the
         // push is the last step), so a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn draft(&self, st: &State, e: Entry) -> Record {
-        let (outcome, error) = match e.outcome {
-            Ok(()) => (Outcome::Ok, None),
-            Err(kind) => (Outcome::Error, Some(kind)),
-        };
-        Record {
-            seq: st.next_seq,
-            time_ms: now_ms(),
-            agent: self.agent.clone(),
-            event: e.event,
-            workflow_id: e.workflow_id,
-            step: e.step,
-            key_version: e.key_version.map(u64::from),
-            input_key_version: e.input_key_version.map(u64::from),
-            input_sha256: e.input_sha256.map(hex::encode),
-            output_sha256: e.output_sha256.map(hex::encode),
-            outcome,
-            error,
-            detail: e.detail,
-            attestation_document: None,
-            signing_key: None,
-            prev_hash: st.prev_hash.clone(),
-            hash: String::new(),
-        }
-    }
-
-    fn commit(&self, st: &mut State, mut r: Record) -> Record {
-        r.hash = r.compute_hash();
-        let line = r.to_line();
-        append(st, &line);
-        st.prev_hash = r.hash.clone();
-        if st.next_seq == 0 {
-            st.boot = Some(line);
-        } else {
-            st.recent_bytes += record_cost(&line);
-            st.recent.push_back(line);
-            while st.recent.len() > 1 && (st.recent.len() > st.max_records || st.recent_bytes > st.max_bytes) {
-                if let Some(old) = st.recent.pop_front() {
-                    st.recent_bytes -= record_cost(&old);
-                }
-                st.recent_first += 1;
-            }
-        }
-        st.next_seq += 1;
-        r
     }
 }
 

@@ -182,7 +182,8 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         // Same filter: the spans that would be exported are the ones that get ids.
         ContextLayer::default().with_filter(otel_filter).boxed()
     };
-    let subscriber = tracing_subscriber::registry().with(fmt_layer.with_filter(log_filter)).with(trace_layer);
+    let subscriber =
+        tracing_subscriber::registry().with(fmt_layer.with_filter(log_layer_filter(log_filter))).with(trace_layer);
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         // Lost a race with another initialiser; nothing was exported yet.
         let _ = tracer_provider.shutdown();
@@ -198,6 +199,26 @@ pub fn build(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     }
     tracing::debug!(service = %config.service_name, exporting, "telemetry initialised");
     Ok(TelemetryGuard { providers: Some(Providers { tracer: tracer_provider, meter }), exporting })
+}
+
+/// The log layer's filter: `log_filter`, and spans only when it enables `debug` lines
+/// somewhere.
+///
+/// Why: the log layer formats a span's fields into a string when the span is created,
+/// whether or not a line is ever written inside it. Every call opens a transport span
+/// and a handler span, and at the default `info` no line is written in them on the
+/// success path, so that formatting was pure cost (~23k instructions of a ~312k
+/// instruction `Process`, BENCHMARKS.md). At `info` the few lines written inside a
+/// call (refusals, reveals) carry their own fields instead; at `debug` log lines show
+/// their span context as before. Export and trace-context propagation are unaffected:
+/// they are the other layer's.
+fn log_layer_filter<S>(log_filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
+    let spans = log_filter.max_level_hint().is_none_or(|l| l >= LevelFilter::DEBUG);
+    log_filter.and(filter_fn(move |meta| spans || !meta.is_span()))
 }
 
 fn parse_filter(f: &str) -> Result<EnvFilter, TelemetryError> {

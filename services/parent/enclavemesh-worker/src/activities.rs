@@ -16,10 +16,11 @@ use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope, SealedI
 /// Largest sealed input passed to Init (the agent's own limit is 64 KiB of ciphertext).
 const MAX_SEALED_INPUT_BYTES: usize = 80 * 1024;
 use enclavemesh_transport::Address;
+
+use crate::pool::{AgentPool, Health, PoolService};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use tonic::transport::Channel;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -34,38 +35,39 @@ use enclavemesh_workflow::types::{
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the activities could not be constructed.
-#[derive(Debug, thiserror::Error)]
-pub enum ActivitiesError {
-    #[error("cannot create channel to {role} at {addr}: {source}")]
-    Channel { role: &'static str, addr: Address, source: enclavemesh_transport::TransportError },
-}
+pub type ActivitiesError = crate::pool::PoolError;
 
-/// An agent client whose calls each get a client span carrying `traceparent`.
-type AgentClient = AgentServiceClient<enclavemesh_telemetry::GrpcTrace<Channel>>;
+/// An agent client over a role's pool; each call gets a client span carrying `traceparent`.
+type AgentClient = AgentServiceClient<PoolService>;
 
 /// Agent clients used by `InitState` (Agent A) and `ProcessState` (Agent B).
 pub struct AgentActivities {
     agent_a: AgentClient,
     agent_b: AgentClient,
+    /// Every member of both pools, for reporting.
+    members: Vec<Arc<Health>>,
     rpc_timeout: Duration,
 }
 
-fn client(role: &'static str, addr: &Address) -> Result<AgentClient, ActivitiesError> {
-    let channel = enclavemesh_telemetry::traced_channel(addr).map_err(|source| ActivitiesError::Channel {
-        role,
-        addr: addr.clone(),
-        source,
-    })?;
-    Ok(AgentServiceClient::new(channel)
+fn client(pool: AgentPool) -> AgentClient {
+    AgentServiceClient::new(pool.service)
         .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES))
+        .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
 }
 
 impl AgentActivities {
     /// Lazy channels: nothing is dialed until the first activity runs, so the worker
-    /// starts even while the enclaves are still booting (activities then retry).
-    pub fn new(agent_a: &Address, agent_b: &Address, rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
-        Ok(Self { agent_a: client("agent-a", agent_a)?, agent_b: client("agent-b", agent_b)?, rpc_timeout })
+    /// starts even while the enclaves are still booting (activities then retry). Each
+    /// role is a pool of one or more enclaves ([`crate::pool`]).
+    pub fn new(agent_a: &[Address], agent_b: &[Address], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
+        let (a, b) = (AgentPool::new("agent-a", agent_a)?, AgentPool::new("agent-b", agent_b)?);
+        let members = a.members.iter().chain(&b.members).cloned().collect();
+        Ok(Self { agent_a: client(a), agent_b: client(b), members, rpc_timeout })
+    }
+
+    /// Each pool member's health and the calls it was sent.
+    pub fn members(&self) -> &[Arc<Health>] {
+        &self.members
     }
 
     async fn call<T, F>(&self, fut: F) -> Result<T, CallFailure>

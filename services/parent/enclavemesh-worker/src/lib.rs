@@ -3,6 +3,7 @@
 //! with the `enclavemesh` CLI (names, JSON types, connection) is `enclavemesh-workflow`.
 
 pub mod activities;
+pub mod pool;
 pub mod trace_context;
 pub mod worker;
 pub mod workflow;

@@ -21,11 +21,13 @@ struct Config {
     #[arg(long, env = "TEMPORAL_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
     task_queue: String,
     /// Agent A (ledger-init) address: vsock://CID:PORT, unix:///path or tcp://host:port.
-    #[arg(long, env = "AGENT_A_ADDR", default_value = "vsock://16:5000")]
-    agent_a: Address,
-    /// Agent B (interest) address.
-    #[arg(long, env = "AGENT_B_ADDR", default_value = "vsock://17:5000")]
-    agent_b: Address,
+    /// Several (comma-separated or repeated) make a pool: calls are balanced over the
+    /// healthy ones (power of two choices; grpc.health.v1 checks every 500 ms).
+    #[arg(long, env = "AGENT_A_ADDR", default_value = "vsock://16:5000", value_delimiter = ',', num_args = 1..)]
+    agent_a: Vec<Address>,
+    /// Agent B (interest) address, or several for a pool (as --agent-a).
+    #[arg(long, env = "AGENT_B_ADDR", default_value = "vsock://17:5000", value_delimiter = ',', num_args = 1..)]
+    agent_b: Vec<Address>,
     /// Timeout of one agent RPC, in seconds (a timeout is retried by Temporal).
     #[arg(long, env = "AGENT_RPC_TIMEOUT_SECS", default_value_t = 10)]
     rpc_timeout_secs: u64,

@@ -18,8 +18,10 @@ pub struct WorkerSettings {
     /// Where Temporal is, the namespace, and TLS / mTLS / API key (checked once).
     pub temporal: TemporalSettings,
     pub task_queue: String,
-    pub agent_a: Address,
-    pub agent_b: Address,
+    /// Agent A's enclaves (a pool when more than one, [`crate::pool`]).
+    pub agent_a: Vec<Address>,
+    /// Agent B's enclaves.
+    pub agent_b: Vec<Address>,
     /// Bound on one agent RPC.
     pub rpc_timeout: Duration,
     /// How long to keep retrying the first Temporal connection (the server may still be starting).
@@ -69,8 +71,8 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         temporal.security = %settings.temporal.security(),
         namespace = %settings.temporal.namespace,
         task_queue = %settings.task_queue,
-        agent_a = %settings.agent_a,
-        agent_b = %settings.agent_b,
+        agent_a = %join(&settings.agent_a),
+        agent_b = %join(&settings.agent_b),
         "worker polling"
     );
     let run = worker.run();
@@ -84,4 +86,9 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
     run.await.map_err(|e| WorkerError::Run(e.to_string()))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Addresses as the flag takes them.
+fn join(addrs: &[Address]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }

@@ -1,0 +1,105 @@
+//! Two parent stacks on one Temporal, as two hosts would run them: each has its own
+//! worker and its own Agent A and Agent B, all polling one task queue. Steps are handed
+//! from one host's enclave to the other's (both are released the same TSK), and when one
+//! host dies mid-run the other finishes every workflow: none lost, no step applied twice.
+
+use std::time::{Duration, Instant};
+
+use enclavemesh_harness::loopkit::{
+    INITIAL_BALANCE, RATE_BPS, assert_history_exactly_once_by, calls_served, reveal_through, unix,
+};
+use enclavemesh_harness::mesh::random_pcr0;
+use enclavemesh_harness::temporal::Temporal;
+use enclavemesh_harness::{DevMesh, MeshOptions};
+
+const QUEUE: &str = "it-hosts";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_two_hosts_hand_steps_across_and_one_dies_none_lost() {
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let temporal = Temporal::start(mesh.logs_dir());
+    // Host 1 and host 2: the same image (PCR0), so the same TSK; their own agents and worker.
+    let (mut h1_a, h1_sock_a) = mesh.start_agent("h1-agent-a", "ledger-init", Some(&pcr0));
+    let (mut h1_b, h1_sock_b) = mesh.start_agent("h1-agent-b", "interest", Some(&pcr0));
+    let (_h2_a, h2_sock_a) = mesh.start_agent("h2-agent-a", "ledger-init", Some(&pcr0));
+    let (_h2_b, h2_sock_b) = mesh.start_agent("h2-agent-b", "interest", Some(&pcr0));
+    let mut h1_worker =
+        temporal.start_worker_named("worker-h1", mesh.logs_dir(), QUEUE, &unix(&h1_sock_a), &unix(&h1_sock_b));
+    let _h2_worker =
+        temporal.start_worker_named("worker-h2", mesh.logs_dir(), QUEUE, &unix(&h2_sock_a), &unix(&h2_sock_b));
+
+    let (n, steps) = (100u32, 6u32);
+    let (n_s, steps_s, bal, rate) =
+        (n.to_string(), steps.to_string(), INITIAL_BALANCE.to_string(), RATE_BPS.to_string());
+    // Remote handoffs: each step is an activity any host's worker may take.
+    let args = [
+        "load",
+        "--workflows",
+        &n_s,
+        "--steps",
+        &steps_s,
+        "--concurrency",
+        "20",
+        "--handoff",
+        "remote",
+        "--timeout-secs",
+        "400",
+        "--initial-balance",
+        &bal,
+        "--rate-bps",
+        &rate,
+        "--id-prefix",
+        "it-hosts",
+        "--progress-secs",
+        "0",
+    ];
+    let env = mesh.owner_env();
+    let rt = tokio::runtime::Handle::current();
+    let ((ok, lines, all), h1_served) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let load = s.spawn(|| temporal.cli_with_env(QUEUE, &args, &env));
+            let started = Instant::now();
+            let h1_served = loop {
+                let served = rt.block_on(calls_served(&h1_sock_b));
+                assert!(!load.is_finished(), "the load ended before host 1 served 60 steps ({served})");
+                if served >= 60 {
+                    break served;
+                }
+                assert!(started.elapsed() < Duration::from_secs(240), "host 1 served only {served} steps");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            // Host 1 dies: its worker and its enclaves, at once.
+            h1_worker.kill();
+            h1_a.kill();
+            h1_b.kill();
+            assert!(!load.is_finished(), "host 1 died under load");
+            (load.join().unwrap(), h1_served)
+        })
+    });
+    let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}"));
+    eprintln!("load report: {r}; host 1 served {h1_served} steps before it died");
+    assert_eq!(r["lost"], 0, "nothing lost: {r}");
+    assert_eq!(r["failed"], 0, "no workflow failed: {r}");
+    assert_eq!(r["completed"], u64::from(n), "{r}");
+    assert!(ok, "{all}");
+
+    // Through the owner's key: each step exactly once, by either host's Agent B, and
+    // some workflow had steps on both hosts (state handed across).
+    let mut crossed = 0;
+    for i in (0..10).chain([n / 2, n - 1]) {
+        let wf = format!("it-hosts-{i:05}");
+        let by = assert_history_exactly_once_by(
+            &reveal_through(&temporal, QUEUE, &mesh, &h2_sock_b, &wf, "history"),
+            INITIAL_BALANCE,
+            RATE_BPS,
+            steps,
+            &["h1-agent-b", "h2-agent-b"],
+        );
+        if by.iter().any(|a| a == "h1-agent-b") && by.iter().any(|a| a == "h2-agent-b") {
+            crossed += 1;
+        }
+        eprintln!("{wf}: steps by {by:?}");
+    }
+    assert!(crossed > 0, "no checked workflow had its state handed from one host to the other");
+}
