@@ -55,6 +55,13 @@ Options:
   --agent-bin PATH       --eif/--dev: put this agent binary in the image instead of building one
   --out-dir DIR          default <repo>/build
   --tag TAG              docker tag (default enclavemesh/enclave-agent:<git short sha>)
+  --role NAME:KIND       bake the agent's role in (e.g. agent-b:interest): measured, so each
+                         role's image has its own PCR0, and the parent's kms-sidecar can no
+                         longer assign the enclave another name or kind (a differing one is
+                         refused at boot). Build once per role, each with its own --out-dir,
+                         and allow each PCR0 (setup-kms-policy.sh --from-build --measurements
+                         DIR/enclave.eif.json, repeated). Without it the role comes from the
+                         sidecar at boot (one image for every role).
   --kms-key-arn ARN      nitro: the TSK key the image pins
   --input-key-arn ARN    nitro: the input key the image pins
   --tsk-file FILE        where setup-kms.sh wrote the TSK (ARNs from FILE.key-id and
@@ -70,7 +77,7 @@ EOF
 }
 
 mode="" agent_bin="" out_dir="$EM_ROOT/build" tag="" pin_base=0 kms_trust="" binaries_only=0
-kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key=""
+kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key="" role=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dev) mode=dev; shift ;;
@@ -90,10 +97,16 @@ while [[ $# -gt 0 ]]; do
         --tsk-file) tsk_file="${2:?--tsk-file needs a path}"; shift 2 ;;
         --signing-cert) signing_cert="${2:?--signing-cert needs a path}"; shift 2 ;;
         --signing-key) signing_key="${2:?--signing-key needs a path}"; shift 2 ;;
+        --role) role="${2:?--role needs NAME:KIND}"; shift 2 ;;
+        --role=*) role="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) em_die "unknown argument '$1'" "see enclave-image/build.sh --help" ;;
     esac
 done
+
+if [[ -n "$role" && ! "$role" =~ ^[A-Za-z0-9_-]{1,64}:(ledger-init|interest)$ ]]; then
+    em_die "--role '$role' is not NAME:KIND" "e.g. --role agent-b:interest (KIND: ledger-init or interest)"
+fi
 
 dockerfile="$EM_ROOT/enclave-image/Dockerfile"
 base_ref="rust:1.95-alpine"
@@ -213,6 +226,7 @@ KMS_SIDECAR_ADDR=vsock://3:8000
 AGENT_CONFIG_FROM_SIDECAR=true
 RUST_LOG=info
 EOT
+    [[ -z "$role" ]] || echo "AGENT_IMAGE_ROLE=$role" >>"$app/env"
     echo /enclave-agent >"$app/cmd"
     pack "$boot" "$work/bootstrap.cpio.gz"
     pack "$app" "$work/app.cpio.gz"
@@ -267,7 +281,8 @@ elif [[ "$mode" == nitro ]]; then
     em_info "docker build $tag (SOURCE_DATE_EPOCH=$sde, TSK key $kms_key_arn)"
     DOCKER_BUILDKIT=1 SOURCE_DATE_EPOCH="$sde" docker build \
         -f "$dockerfile" --build-arg "SOURCE_DATE_EPOCH=$sde" \
-        --build-arg "KMS_KEY_ARN=$kms_key_arn" --build-arg "INPUT_KEY_ARN=$input_key_arn" -t "$tag" "$EM_ROOT" >&2 ||
+        --build-arg "KMS_KEY_ARN=$kms_key_arn" --build-arg "INPUT_KEY_ARN=$input_key_arn" \
+        --build-arg "IMAGE_ROLE=$role" -t "$tag" "$EM_ROOT" >&2 ||
         em_die "docker build failed" "see the build log above"
     em_info "nitro-cli build-enclave --docker-uri $tag --output-file $out_dir/enclave.eif ${sign_args[*]}"
     nitro-cli build-enclave --docker-uri "$tag" --output-file "$out_dir/enclave.eif" "${sign_args[@]}" >"$tmp" ||

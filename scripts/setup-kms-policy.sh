@@ -43,7 +43,9 @@ never get the TSK again; make a new key and migrate. --lock asks for --yes.
 
 PCRs are 96 hex characters (SHA-384), case-insensitive; stored lowercase. With
 --from-build the value is read from .Measurements.PCR0 (or PCR8 with --lock) of
---measurements FILE (default build/enclave.eif.json).
+--measurements FILE (default build/enclave.eif.json). Repeat --measurements for an image
+per role (enclave-image/build.sh --role): the policy then allows each role's PCR0 (with
+--add, adds each), and nothing else.
 
 Options:
   --target dev|aws            as in setup-kms.sh (default: dev if KMS_ENDPOINT is set)
@@ -54,7 +56,7 @@ Options:
   --instance-principal ARN    default arn:aws:iam::<account>:role/enclavemesh-instance
   --owner-principal ARN       default arn:aws:iam::<account>:role/enclavemesh-data-owner
   --from-build                take the PCR from the measurements file
-  --measurements FILE         default build/enclave.eif.json
+  --measurements FILE         default build/enclave.eif.json; repeat: one per role
   --lock                      allow images by PCR8 and freeze the policies (see above)
   --yes                       confirm --lock
   --dry-run                   show the diffs, write nothing
@@ -63,7 +65,7 @@ EOF
 }
 
 target="" endpoint="" region="" key_ref="alias/enclavemesh-tsk" input_key_ref="alias/enclavemesh-input"
-measurements="$EM_ROOT/build/enclave.eif.json"
+measurements=()
 mode=replace pcr="" from_build=0 dry_run=0 lock=0 yes=0
 
 set_mode() {
@@ -85,8 +87,8 @@ while [[ $# -gt 0 ]]; do
         --admin-principal) EM_ADMIN_PRINCIPAL="${2:?--admin-principal needs an ARN}"; shift 2 ;;
         --instance-principal) EM_INSTANCE_PRINCIPAL="${2:?--instance-principal needs an ARN}"; shift 2 ;;
         --owner-principal) EM_OWNER_PRINCIPAL="${2:?--owner-principal needs an ARN}"; shift 2 ;;
-        --measurements) measurements="${2:?--measurements needs a path}"; shift 2 ;;
-        --measurements=*) measurements="${1#*=}"; shift ;;
+        --measurements) measurements+=("${2:?--measurements needs a path}"); shift 2 ;;
+        --measurements=*) measurements+=("${1#*=}"); shift ;;
         --from-build) from_build=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         --yes) yes=1; shift ;;
@@ -118,10 +120,22 @@ done
 image_pcr=PCR0
 [[ $lock -eq 1 ]] && image_pcr=PCR8
 
+[[ ${#measurements[@]} -gt 0 ]] || measurements=("$EM_ROOT/build/enclave.eif.json")
+# One image per role: --from-build with several --measurements files allows each one's PCR0.
+pcrs=()
 if [[ -z "$pcr" ]]; then
     if [[ $from_build -eq 1 ]]; then
-        pcr="$(em_read_pcr0 "$measurements" "$image_pcr")"
-        em_info "$image_pcr from $measurements: $pcr"
+        for m in "${measurements[@]}"; do
+            p="$(em_read_pcr0 "$m" "$image_pcr")"
+            p="$(em_validate_pcr0 "$p" "$image_pcr")"
+            em_info "$image_pcr from $m: $p"
+            [[ " ${pcrs[*]} " == *" $p "* ]] || pcrs+=("$p")
+        done
+        pcr="${pcrs[0]}"
+        if [[ ${#pcrs[@]} -gt 1 && ( "$mode" == remove || "$mode" == lock ) ]]; then
+            em_die "--$mode takes one $image_pcr, but the measurements give ${#pcrs[@]} (${pcrs[*]})" \
+                "pass one --measurements file (--lock: sign every role's image with the same certificate)"
+        fi
     elif [[ $lock -eq 1 ]]; then
         em_die "no PCR8 given" \
             "pass the PCR8 of your signing certificate, or --from-build after enclave-image/build.sh --sign"
@@ -132,6 +146,7 @@ elif [[ $from_build -eq 1 ]]; then
     em_die "both a PCR and --from-build given" "pass one of them"
 fi
 pcr="$(em_validate_pcr0 "$pcr" "$image_pcr")"
+[[ ${#pcrs[@]} -gt 0 ]] || pcrs=("$pcr")
 if [[ $lock -eq 1 && $yes -eq 0 && $dry_run -eq 0 ]]; then
     em_die "--lock is permanent: afterwards nobody, admins included, can change these key policies" \
         "read 'setup-kms-policy.sh --help' (Locked), try --dry-run, then add --yes"
@@ -204,14 +219,16 @@ contains() {
 
 case "$mode" in
     replace | lock)
-        allowed=("$pcr")
+        allowed=("${pcrs[@]}")
         ;;
     add)
         if [[ ${#current[@]} -eq 0 ]]; then
-            em_warn "the current policy allows no image yet; --add starts the list with $pcr"
+            em_warn "the current policy allows no image yet; --add starts the list with ${pcrs[*]}"
         fi
         allowed=("${current[@]}")
-        contains "$pcr" "${current[@]}" || allowed+=("$pcr")
+        for p in "${pcrs[@]}"; do
+            contains "$p" "${allowed[@]}" || allowed+=("$p")
+        done
         ;;
     remove)
         contains "$pcr" "${current[@]}" ||

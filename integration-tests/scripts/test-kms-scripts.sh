@@ -269,7 +269,7 @@ check_fails "remove a PCR0 not in the list refused" run_to "$out" setup_policy -
 printf '#!/bin/sh\nexit 0\n' >"$tmp/fake-agent"
 chmod +x "$tmp/fake-agent"
 pcr0_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' "$1"; }
-build_dev() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$1" --out-dir "$2"; }
+build_dev() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$1" --out-dir "$2" "${@:3}"; }
 check "build.sh --dev writes the EIF and its measurements" run_to "$out" build_dev "$tmp/fake-agent" "$tmp/build"
 check "the EIF is there" test -s "$tmp/build/enclave.eif"
 pcr_fake="$(pcr0_of "$tmp/build/enclave.eif.json")"
@@ -285,6 +285,24 @@ check "add --from-build" run_to "$out" setup_policy --add --from-build --measure
 check "from-build: list == [B, fake]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_b" "$pcr_fake")"
 check "replace --from-build" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
 check "replace: list == [fake]" eq "$(allowed_pcr0s "$key_arn")" "$pcr_fake"
+
+# One image per role (build.sh --role): the role is in the measured environment, so the
+# same agent binary gives one PCR0 per role, and the policy allows exactly those.
+build_role() { build_dev "$tmp/fake-agent" "$tmp/role-$1" --role "$2"; }
+check "build.sh --role agent-a:ledger-init" run_to "$out" build_role a agent-a:ledger-init
+check "build.sh --role agent-b:interest" run_to "$out" build_role b agent-b:interest
+pcr_role_a="$(pcr0_of "$tmp/role-a/enclave.eif.json")"
+pcr_role_b="$(pcr0_of "$tmp/role-b/enclave.eif.json")"
+check_fails "each role its own PCR0 (a != b)" eq "$pcr_role_a" "$pcr_role_b"
+check_fails "a role image differs from the role-less one" eq "$pcr_role_a" "$pcr_fake"
+check_fails "build.sh --role refuses a bad role" run_to "$out" build_role x agent-b:scoring
+check "the refusal names the form" grep -q "NAME:KIND" "$out"
+check "replace --from-build, one measurements file per role" run_to "$out" setup_policy --from-build \
+    --measurements "$tmp/role-a/enclave.eif.json" --measurements "$tmp/role-b/enclave.eif.json"
+check "per-role: list == [a, b]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_role_a" "$pcr_role_b")"
+check_fails "--remove with two measurements files refused" run_to "$out" setup_policy --remove --from-build \
+    --measurements "$tmp/role-a/enclave.eif.json" --measurements "$tmp/role-b/enclave.eif.json"
+check "replace --from-build back to [fake]" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
 
 # --- --lock: images by PCR8, and nobody may change the policy again ---------------
 pcr8="$(rep 8 96)"

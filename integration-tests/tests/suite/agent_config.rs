@@ -69,3 +69,40 @@ async fn caller_without_a_role_is_refused_naming_the_flag() {
     assert!(log.contains("no agent role") && log.contains("--agent-role *=NAME:KIND"), "{log}");
     assert!(log.contains("NotFound"), "{log}");
 }
+
+/// An image built for a role (`build.sh --role`, here its measured variable) is that
+/// role whatever the parent says: a sidecar assigning another role is refused at boot,
+/// naming both, and the matching assignment serves as the image's role.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_built_into_the_image_is_not_the_parents_to_change() {
+    let pcr0 = random_pcr0();
+    let parent = tempfile::tempdir().unwrap();
+    let served_tsk = parent.path().join("encrypted-tsk.b64");
+    let mesh = DevMesh::start_with_env(
+        MeshOptions { policy_pcr0s: vec![pcr0.clone()] },
+        env("*=agent-a:ledger-init", &served_tsk),
+    )
+    .await;
+    std::fs::copy(&mesh.tsk_file, &served_tsk).unwrap();
+
+    // The parent says ledger-init; the image was built as interest: refused.
+    let (mut cmd, _) = mesh.agent_command("agent-img", "interest", Some(&pcr0));
+    cmd.arg("--config-from-sidecar").env("AGENT_IMAGE_ROLE", "agent-b:interest");
+    let mut refused = Proc::spawn("agent-img-refused", cmd, mesh.logs_dir());
+    assert!(!refused.wait_exit(Duration::from_secs(60)).success(), "a role the image was not built as");
+    let log = refused.logs();
+    assert!(log.contains("assigns this enclave the role agent-a:ledger-init"), "{log}");
+    assert!(log.contains("built as agent-b:interest") && log.contains("build.sh --role"), "{log}");
+
+    // The image built as the role the parent assigns: serves, as that role.
+    let (mut cmd, sock) = mesh.agent_command("flag-name", "interest", Some(&pcr0));
+    cmd.arg("--config-from-sidecar").env("AGENT_IMAGE_ROLE", "agent-a:ledger-init");
+    let mut agent = Proc::spawn("agent-img", cmd, mesh.logs_dir());
+    wait_for("agent socket", Duration::from_secs(60), || {
+        agent.assert_running();
+        sock.exists()
+    });
+    let channel = enclavemesh_transport::channel(&format!("unix://{}", sock.display()).parse().unwrap()).unwrap();
+    let d = AgentServiceClient::new(channel).describe(DescribeRequest {}).await.unwrap().into_inner();
+    assert_eq!(d.agent, "agent-a");
+}

@@ -59,6 +59,39 @@ pub enum AgentKind {
     Interest,
 }
 
+/// A role fixed by the image: the name bound into every envelope, and the logic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRole {
+    pub name: String,
+    pub kind: AgentKind,
+}
+
+impl std::fmt::Display for ImageRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = self.kind.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+        write!(f, "{}:{kind}", self.name)
+    }
+}
+
+impl ImageRole {
+    /// `NAME:KIND`, e.g. `agent-b:interest`; empty is none (the Dockerfile sets the
+    /// variable whether or not a role was given).
+    pub fn parse(s: &str) -> Result<Option<ImageRole>, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let (name, kind) =
+            s.split_once(':').ok_or_else(|| format!("'{s}' is not NAME:KIND (e.g. agent-b:interest)"))?;
+        if !enclavemesh_proto::limits::is_agent_name(name) {
+            return Err(format!("'{name}' is not an agent name (1 to 64 of A-Z a-z 0-9 - _)"));
+        }
+        let kind =
+            AgentKind::from_str(kind, true).map_err(|_| format!("'{kind}' is not a kind (ledger-init, interest)"))?;
+        Ok(Some(ImageRole { name: name.to_owned(), kind }))
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Transport address to serve on: vsock://ANY:5000, unix:///path or tcp://host:port.
@@ -85,6 +118,16 @@ pub struct Config {
     /// controls anyway.
     #[arg(long, env = "ENCLAVEMESH_PARENT_CID", value_parser = clap::value_parser!(u32).range(2..=3))]
     pub parent_cid: Option<u32>,
+
+    /// The role this image was built as, NAME:KIND (e.g. `agent-b:interest`):
+    /// `enclave-image/build.sh --role` bakes it into the image's measured environment, so
+    /// each role's image has its own PCR0 and the key policy names exactly the roles it
+    /// allows. With it, the agent takes only the TSK file from the kms-sidecar: a name or
+    /// kind the parent assigns that differs is refused at boot, and --name/--kind are
+    /// ignored.
+    /// Empty: none (an image built without --role).
+    #[arg(long, env = "AGENT_IMAGE_ROLE", value_name = "NAME:KIND")]
+    pub image_role: Option<String>,
 
     /// Take the agent name, kind and TSK file from the kms-sidecar at boot (its
     /// GetAgentConfig, chosen by this enclave's vsock CID) instead of flags: an enclave
@@ -212,6 +255,19 @@ pub struct Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_role_is_name_colon_kind_and_empty_is_none() {
+        let r = ImageRole::parse("agent-b:interest").unwrap().unwrap();
+        assert_eq!((r.name.as_str(), r.kind), ("agent-b", AgentKind::Interest));
+        assert_eq!(r.to_string(), "agent-b:interest");
+        assert_eq!(ImageRole::parse("a:ledger-init").unwrap().unwrap().kind, AgentKind::LedgerInit);
+        assert_eq!(ImageRole::parse("").unwrap(), None);
+        assert_eq!(ImageRole::parse("  ").unwrap(), None);
+        for bad in ["agent-b", "agent-b:", ":interest", "a b:interest", "agent-b:scoring"] {
+            assert!(ImageRole::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
         let mut args = vec!["enclave-agent", "--kms-key-arn", "arn:aws:kms:us-east-1:111122223333:key/k"];

@@ -17,7 +17,7 @@ use enclavemesh_server::Hardening;
 use enclavemesh_transport::Address;
 use tonic::Code;
 
-use crate::config::{AgentKind, Config, NsmKind};
+use crate::config::{AgentKind, Config, ImageRole, NsmKind};
 use crate::kms::pin::KeyPin;
 use crate::kms::tls::KmsTrust;
 use crate::retry::{Retried, retry_transient};
@@ -56,6 +56,17 @@ pub enum SettingsError {
          --agent-role CID=NAME:KIND"
     )]
     BadAgentConfig { sidecar: Address, reason: String },
+    #[error(
+        "the kms-sidecar at {sidecar} assigns this enclave the role {assigned}, but its image was built as {image} \
+         (enclave-image/build.sh --role; the role is measured, so the parent cannot change it). Fix the sidecar's \
+         --agent-role for this CID to {image}, or run the image built for {assigned} there"
+    )]
+    RoleMismatch { sidecar: Address, assigned: String, image: String },
+    #[error(
+        "AGENT_IMAGE_ROLE (--image-role) is unusable: {0}. It is baked in by enclave-image/build.sh --role NAME:KIND; \
+         rebuild the image with a valid role"
+    )]
+    BadImageRole(String),
 }
 
 /// How the agent attests.
@@ -120,14 +131,22 @@ impl Settings {
     /// Resolves `cfg`, asking the sidecar for the role when `--config-from-sidecar`.
     pub async fn resolve(cfg: Config, sidecar: &SidecarClient) -> Result<Settings, SettingsError> {
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap_timeout_secs);
+        let image_role =
+            ImageRole::parse(cfg.image_role.as_deref().unwrap_or_default()).map_err(SettingsError::BadImageRole)?;
         let role = if cfg.config_from_sidecar {
             let given = fetch_agent_config(sidecar, &cfg.sidecar, Instant::now() + bootstrap_timeout).await?;
             let role = role_from_parent(given, &cfg.sidecar)?;
-            tracing::info!(agent = %role.name, kind = ?role.kind, "agent configuration from the kms-sidecar");
+            let role = with_image_role(role, image_role.as_ref(), &cfg.sidecar)?;
+            tracing::info!(agent = %role.name, kind = ?role.kind, image_role = image_role.is_some(),
+                "agent configuration from the kms-sidecar");
             role
         } else {
             let path = cfg.tsk_file.as_deref().ok_or(SettingsError::NoTskFile)?;
-            Role { name: cfg.name, kind: cfg.kind, tsk_versions: tsk_file::read(path)? }
+            let (name, kind) = match image_role {
+                Some(r) => (r.name, r.kind),
+                None => (cfg.name, cfg.kind),
+            };
+            Role { name, kind, tsk_versions: tsk_file::read(path)? }
         };
         let tsk_versions = tsk_file::without_retired(role.tsk_versions, &cfg.retired_key_versions)?;
         Ok(Settings {
@@ -187,6 +206,21 @@ fn role_from_parent(given: AgentConfigResponse, sidecar: &Address) -> Result<Rol
     Ok(Role { name: given.name, kind, tsk_versions })
 }
 
+/// The role an image was built with wins over the parent's: the parent's must then be the
+/// same (a differing one is an operator's mistake or an attempt, refused either way).
+fn with_image_role(from_parent: Role, image: Option<&ImageRole>, sidecar: &Address) -> Result<Role, SettingsError> {
+    let Some(image) = image else { return Ok(from_parent) };
+    if from_parent.name != image.name || from_parent.kind != image.kind {
+        let assigned = ImageRole { name: from_parent.name, kind: from_parent.kind };
+        return Err(SettingsError::RoleMismatch {
+            sidecar: sidecar.clone(),
+            assigned: assigned.to_string(),
+            image: image.to_string(),
+        });
+    }
+    Ok(from_parent)
+}
+
 /// The agent's role and encrypted-TSK file from the parent, retried while the sidecar
 /// is not up yet.
 async fn fetch_agent_config(
@@ -235,5 +269,26 @@ mod tests {
         }
         let no_tsk = AgentConfigResponse { tsk_file: String::new(), ..given("a", interest) };
         assert!(matches!(role_from_parent(no_tsk, &addr), Err(SettingsError::TskFile(_))));
+    }
+
+    #[test]
+    fn an_image_role_is_not_the_parents_to_change() {
+        use enclavemesh_proto::v1::AgentKind as Wire;
+        let addr: Address = "unix:///s".parse().unwrap();
+        let image = ImageRole { name: "agent-b".into(), kind: AgentKind::Interest };
+        let parent = |name: &str, kind: Wire| role_from_parent(given(name, kind as i32), &addr).unwrap();
+        // The same role: accepted, the image's.
+        let r = with_image_role(parent("agent-b", Wire::Interest), Some(&image), &addr).unwrap();
+        assert_eq!((r.name.as_str(), r.kind), ("agent-b", AgentKind::Interest));
+        // Another kind or another name from the parent: refused, naming both.
+        for (name, kind) in [("agent-b", Wire::LedgerInit), ("agent-a", Wire::Interest)] {
+            let e = with_image_role(parent(name, kind), Some(&image), &addr).err().unwrap();
+            assert!(matches!(e, SettingsError::RoleMismatch { .. }), "{e}");
+            let m = e.to_string();
+            assert!(m.contains("agent-b:interest") && m.contains("build.sh --role"), "{m}");
+        }
+        // No image role: the parent's, as before.
+        let r = with_image_role(parent("agent-a", Wire::LedgerInit), None, &addr).unwrap();
+        assert_eq!(r.kind, AgentKind::LedgerInit);
     }
 }
