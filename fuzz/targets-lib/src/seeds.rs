@@ -47,9 +47,14 @@ pub fn write_all(fuzz_dir: &Path) -> std::io::Result<()> {
 
     let tagged = |tag: u8, msg: Vec<u8>| [vec![tag], msg].concat();
     let input = SealedInput { sealed: Some(sealed_input::Sealed::KmsCiphertext(vec![1; 180])) };
-    let init = InitRequest { workflow_id: FUZZ_WORKFLOW.into(), input: Some(input) };
+    let init = InitRequest { workflow_id: FUZZ_WORKFLOW.into(), input: Some(input), ..Default::default() };
     write("agent_request_decode", "init", &tagged(0, init.encode_to_vec()))?;
-    let process = ProcessRequest { workflow_id: FUZZ_WORKFLOW.into(), expected_step: 0, state: Some(env0.clone()) };
+    let process = ProcessRequest {
+        workflow_id: FUZZ_WORKFLOW.into(),
+        expected_step: 0,
+        state: Some(env0.clone()),
+        ..Default::default()
+    };
     write("agent_request_decode", "process", &tagged(1, process.encode_to_vec()))?;
     let reveal = RevealRequest {
         workflow_id: "wf-other".into(),

@@ -78,7 +78,12 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     let mut digests = Vec::new();
     for step in 0..3u64 {
         let r = b
-            .process(ProcessRequest { workflow_id: wf.into(), expected_step: step, state: Some(env) })
+            .process(ProcessRequest {
+                workflow_id: wf.into(),
+                expected_step: step,
+                state: Some(env),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -87,8 +92,10 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
     }
     let mut forged = env.clone();
     forged.ciphertext[0] ^= 1;
-    let err =
-        b.process(ProcessRequest { workflow_id: wf.into(), expected_step: 3, state: Some(forged) }).await.unwrap_err();
+    let err = b
+        .process(ProcessRequest { workflow_id: wf.into(), expected_step: 3, state: Some(forged), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::DataLoss);
     let revealed = b
         .reveal(RevealRequest {

@@ -399,7 +399,12 @@ async fn slow_loris_connections_do_not_starve_other_clients_and_are_closed() {
         .state
         .unwrap();
     AgentServiceClient::new(agent_channel(&m.sock_b))
-        .process(ProcessRequest { workflow_id: "wf-loris".into(), expected_step: 0, state: Some(env) })
+        .process(ProcessRequest {
+            workflow_id: "wf-loris".into(),
+            expected_step: 0,
+            state: Some(env),
+            ..Default::default()
+        })
         .await
         .expect("Process during slow-loris");
 
@@ -503,8 +508,12 @@ async fn envelope_under_another_key_version_or_key_id_is_refused_typed() {
         .state
         .unwrap();
     let mut b = AgentServiceClient::new(bridge_channel(m.bridge_b));
-    let process =
-        |env: SealedEnvelope| ProcessRequest { workflow_id: "wf-kv".into(), expected_step: 0, state: Some(env) };
+    let process = |env: SealedEnvelope| ProcessRequest {
+        workflow_id: "wf-kv".into(),
+        expected_step: 0,
+        state: Some(env),
+        ..Default::default()
+    };
 
     let mut v99 = env.clone();
     v99.key_version = 99;

@@ -15,6 +15,7 @@ mod pool;
 mod rotation;
 mod secure_state_loop;
 mod temporal_tls;
+mod topology;
 mod traces;
 mod trusted_side;
 mod two_hosts;

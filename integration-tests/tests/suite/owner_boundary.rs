@@ -52,6 +52,7 @@ fn owner_input(mesh: &DevMesh, balance: i64) -> Vec<u8> {
         rate_bps: 100,
         secret_note: String::new(),
         owner_public_key: mesh.owner_key.public().to_vec(),
+        ..Default::default()
     }
     .encode_to_vec()
 }
@@ -65,7 +66,7 @@ async fn init_refuses_every_input_the_owner_did_not_seal_for_this_workflow() {
     let wf = "wf-mint";
     let init = |input: Option<SealedInput>| {
         let mut a = a.clone();
-        async move { a.init(InitRequest { workflow_id: wf.into(), input }).await }
+        async move { a.init(InitRequest { workflow_id: wf.into(), input, ..Default::default() }).await }
     };
     let kms = |s: Vec<u8>| Some(SealedInput { sealed: Some(sealed_input::Sealed::KmsCiphertext(s)) });
 
@@ -139,7 +140,10 @@ async fn init_refuses_every_input_the_owner_did_not_seal_for_this_workflow() {
     let no_key = WorkflowInput { initial_balance: 5, rate_bps: 1, ..Default::default() };
     let blob =
         kms_blob(enclavemesh_owner::seal_input(&owner, &mesh.tsk.input_key_arn, "wf-keyless", &no_key).await.unwrap());
-    let e = a.init(InitRequest { workflow_id: "wf-keyless".into(), input: kms(blob) }).await.unwrap_err();
+    let e = a
+        .init(InitRequest { workflow_id: "wf-keyless".into(), input: kms(blob), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_refused(&e, Refusal::InvalidInput, "no owner public key");
     assert!(e.message().contains("owner"), "{e:?}");
 }
@@ -180,7 +184,7 @@ async fn rerunning_an_older_step_forks_but_yields_only_ciphertext_and_is_on_the_
     let step = |b: &mut AgentServiceClient<Channel>, state: Option<SealedEnvelope>, expected_step: u64| {
         let mut b = b.clone();
         async move {
-            b.process(ProcessRequest { workflow_id: wf.into(), expected_step, state })
+            b.process(ProcessRequest { workflow_id: wf.into(), expected_step, state, ..Default::default() })
                 .await
                 .expect("Process")
                 .into_inner()
@@ -223,7 +227,10 @@ async fn rerunning_an_older_step_forks_but_yields_only_ciphertext_and_is_on_the_
     let sealed = r_fork.result.as_ref().unwrap();
     assert!(enclavemesh_owner::open_result(&stranger, wf, 1, RevealField::Balance, sealed).is_err());
     // The fork cannot be merged back: step 2's envelope is not a continuation of it.
-    let e = b.process(ProcessRequest { workflow_id: wf.into(), expected_step: 1, state: Some(s2) }).await.unwrap_err();
+    let e = b
+        .process(ProcessRequest { workflow_id: wf.into(), expected_step: 1, state: Some(s2), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_refused(&e, Refusal::EnvelopeReplayed, "step 2 presented as step 1");
 
     // The audit trail shows step 0 processed twice (a record's step is the input's):
@@ -255,7 +262,12 @@ async fn sealed_state_sizes_do_not_show_the_balance_or_the_note() {
         let s0 = client(&sock_a).init(mesh.init_request(&wf, *balance, 500, note).await).await.unwrap().into_inner();
         let s0 = s0.state.unwrap();
         let s1 = client(&sock_b)
-            .process(ProcessRequest { workflow_id: wf.clone(), expected_step: 0, state: Some(s0.clone()) })
+            .process(ProcessRequest {
+                workflow_id: wf.clone(),
+                expected_step: 0,
+                state: Some(s0.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -151,7 +151,12 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     // The envelope sealed under v1 still opens on an agent holding [1, 2]; the result is v2.
     let processed = client(&sock_b)
         .await
-        .process(ProcessRequest { workflow_id: "wf-probe".into(), expected_step: 0, state: Some(old.clone()) })
+        .process(ProcessRequest {
+            workflow_id: "wf-probe".into(),
+            expected_step: 0,
+            state: Some(old.clone()),
+            ..Default::default()
+        })
         .await
         .expect("v1 envelope opens while v1 is active")
         .into_inner();
@@ -165,14 +170,24 @@ async fn slow_workflow_in_flight_survives_rotation_and_retired_version_is_refuse
     assert_eq!(key_versions(&sock_b).await, vec![2]);
     let err = client(&sock_b)
         .await
-        .process(ProcessRequest { workflow_id: "wf-probe".into(), expected_step: 0, state: Some(old) })
+        .process(ProcessRequest {
+            workflow_id: "wf-probe".into(),
+            expected_step: 0,
+            state: Some(old),
+            ..Default::default()
+        })
         .await
         .expect_err("v1 is retired");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert_eq!(enclavemesh_proto::Refusal::of(&err), Some(enclavemesh_proto::Refusal::UnknownKeyVersion), "{err:?}");
     let again = client(&sock_b)
         .await
-        .process(ProcessRequest { workflow_id: "wf-probe".into(), expected_step: 1, state: Some(new) })
+        .process(ProcessRequest {
+            workflow_id: "wf-probe".into(),
+            expected_step: 1,
+            state: Some(new),
+            ..Default::default()
+        })
         .await
         .expect("v2 envelope opens after v1 is retired")
         .into_inner();

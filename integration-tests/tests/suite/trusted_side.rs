@@ -154,7 +154,7 @@ async fn bad_envelopes_get_distinct_typed_errors_and_the_agent_stays_up() {
         let mut bc = bc.clone();
         let wf = wf.to_string();
         async move {
-            bc.process(ProcessRequest { workflow_id: wf, expected_step: step, state: Some(env) })
+            bc.process(ProcessRequest { workflow_id: wf, expected_step: step, state: Some(env), ..Default::default() })
                 .await
                 .map(|r| r.into_inner())
         }

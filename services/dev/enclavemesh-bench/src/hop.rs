@@ -80,6 +80,7 @@ async fn grow_state(
                 workflow_id: wf.into(),
                 expected_step: env.step,
                 state: Some(env.clone()),
+                ..Default::default()
             }))
             .await?
             .into_inner();
@@ -351,7 +352,8 @@ pub fn run(args: HopArgs) -> anyhow::Result<()> {
         let mut a = client(&addr_a)?;
         let mut b = client(&addr_b)?;
         let env = grow_state(&mesh, &mut a, &mut b, &wf, args.state_bytes).await?;
-        let req = ProcessRequest { workflow_id: wf.clone(), expected_step: env.step, state: Some(env) };
+        let req =
+            ProcessRequest { workflow_id: wf.clone(), expected_step: env.step, state: Some(env), ..Default::default() };
         let resp = b.process(request(req.clone())).await?.into_inner();
         anyhow::Ok((req, resp.encoded_len()))
     })?;

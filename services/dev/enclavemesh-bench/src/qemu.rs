@@ -35,7 +35,12 @@ fn client(addr: &str) -> anyhow::Result<AgentServiceClient<Channel>> {
 }
 
 async fn process(c: &mut AgentServiceClient<Channel>, state: &SealedEnvelope) -> anyhow::Result<Duration> {
-    let req = ProcessRequest { workflow_id: "bench-qemu".into(), expected_step: 0, state: Some(state.clone()) };
+    let req = ProcessRequest {
+        workflow_id: "bench-qemu".into(),
+        expected_step: 0,
+        state: Some(state.clone()),
+        ..Default::default()
+    };
     let t = Instant::now();
     c.process(req).await?;
     Ok(t.elapsed())

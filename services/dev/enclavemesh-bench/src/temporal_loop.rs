@@ -82,7 +82,7 @@ fn process_cpu(pid: u32) -> Duration {
 
 async fn run_one(client: &Client, kind: Kind, id: String, steps: u32, sealed: String) -> anyhow::Result<Duration> {
     let (queue, handoff) = (kind.queue, kind.handoff);
-    let input = WorkflowInput { steps, sealed_input_b64: sealed, handoff };
+    let input = WorkflowInput { steps, sealed_input_b64: sealed, handoff, manifest_b64: String::new() };
     let t = Instant::now();
     let handle = client
         .start_workflow(SecureStateLoopRun, input, WorkflowStartOptions::new(queue.to_string(), id.clone()).build())

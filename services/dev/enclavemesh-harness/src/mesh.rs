@@ -83,11 +83,23 @@ impl DevMesh {
     /// The data owner's input for `workflow_id`, sealed as `enclavemesh trigger` seals it
     /// (owner credentials, the input key, the workflow's context, the owner's public key).
     pub async fn sealed_input(&self, workflow_id: &str, balance: i64, rate_bps: u32, note: &str) -> SealedInput {
+        self.sealed_input_bound(workflow_id, balance, rate_bps, note, &[]).await
+    }
+    /// [`Self::sealed_input`] bound to a manifest (its SHA-256; empty: none).
+    pub async fn sealed_input_bound(
+        &self,
+        workflow_id: &str,
+        balance: i64,
+        rate_bps: u32,
+        note: &str,
+        manifest_sha256: &[u8],
+    ) -> SealedInput {
         let input = WorkflowInput {
             initial_balance: balance,
             rate_bps,
             secret_note: note.to_string(),
             owner_public_key: self.owner_key.public().to_vec(),
+            manifest_sha256: manifest_sha256.to_vec(),
         };
         enclavemesh_owner::seal_input(&self.owner_kms().await, &self.tsk.input_key_arn, workflow_id, &input)
             .await
@@ -104,6 +116,7 @@ impl DevMesh {
         InitRequest {
             workflow_id: workflow_id.to_string(),
             input: Some(self.sealed_input(workflow_id, balance, rate_bps, note).await),
+            manifest: Vec::new(),
         }
     }
     /// Opens a Reveal answer with the owner's key.

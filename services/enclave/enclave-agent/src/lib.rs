@@ -18,6 +18,7 @@ mod serve;
 mod service;
 mod settings;
 mod sidecar;
+mod topology;
 mod tsk_file;
 
 use std::future::Future;

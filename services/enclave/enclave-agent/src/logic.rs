@@ -136,6 +136,8 @@ impl AgentLogic for LedgerInit {
             history: Vec::new(),
             history_digest: genesis_digest(p.workflow_id),
             owner_public_key: p.owner_public_key,
+            // Bound by the service from the owner's input (the logic does not see manifests).
+            manifest_sha256: Vec::new(),
         }))
     }
 }

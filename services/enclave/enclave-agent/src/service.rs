@@ -23,6 +23,7 @@ use crate::kms::Kms;
 use crate::kms::pin::KeyPin;
 use crate::logic::{AgentLogic, InitParams, PlainState};
 use crate::refusal::{self, finish};
+use crate::topology::Topology;
 
 /// Largest nonce / user_data accepted by Attest (the NSM takes up to 1024).
 const MAX_ATTEST_FIELD_BYTES: usize = 512;
@@ -125,10 +126,16 @@ impl Agent {
                     req.input.as_ref(),
                 )
                 .await?;
-                let state = self
+                // The owner's manifest, if the input binds one: this agent must be its first role.
+                if let Some(t) = Topology::bound(&input.0.manifest_sha256, &req.manifest)? {
+                    t.check_self(&self.name, self.logic.kind(), &self.identity.pcr0_hex)?;
+                    t.check_first(&self.name)?;
+                }
+                let mut state = self
                     .logic
                     .init(&self.name, InitParams::from_input(&req.workflow_id, &input.0))
                     .map_err(refusal::logic_error)?;
+                state.0.manifest_sha256 = input.0.manifest_sha256.clone();
                 let (env, summary) = self.seal(&state)?;
                 record_sealed(&summary);
                 tracing::debug!(
@@ -150,6 +157,13 @@ impl Agent {
     pub async fn process(&self, req: ProcessRequest) -> Result<ProcessResponse, Status> {
         finish((|| {
             let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
+            // The state's manifest, if bound: this agent is one of its roles, and the state's
+            // sealer (AAD-bound, so authenticated by the open) may hand to it.
+            if let Some(t) = Topology::bound(&state.0.manifest_sha256, &req.manifest)? {
+                t.check_self(&self.name, self.logic.kind(), &self.identity.pcr0_hex)?;
+                let sealer = req.state.as_ref().map(|e| e.agent.as_str()).unwrap_or_default();
+                t.check_handoff(sealer, &self.name)?;
+            }
             let state = self.logic.process(&self.name, state).map_err(refusal::logic_error)?;
             let (env, summary) = self.seal(&state)?;
             record_sealed(&summary);

@@ -16,7 +16,7 @@ use crate::v1::RefusalDetail;
 pub const REFUSAL_DETAIL_TYPE_URL: &str = "type.googleapis.com/enclavemesh.v1.RefusalDetail";
 
 /// Every kind a caller can see, in declaration order (without `Unspecified`).
-pub const ALL: [Refusal; 25] = [
+pub const ALL: [Refusal; 27] = [
     Refusal::EnvelopeTampered,
     Refusal::EnvelopeMalformed,
     Refusal::UnsupportedFormat,
@@ -29,6 +29,8 @@ pub const ALL: [Refusal; 25] = [
     Refusal::WrongRole,
     Refusal::InputNotOwnerSealed,
     Refusal::NoOwnerKey,
+    Refusal::HandoffRefused,
+    Refusal::ManifestMismatch,
     Refusal::KmsAccessDenied,
     Refusal::KmsKeyUnusable,
     Refusal::KmsInvalidCiphertext,
@@ -62,6 +64,8 @@ impl Refusal {
             Refusal::WrongRole => "wrong_role",
             Refusal::InputNotOwnerSealed => "input_not_owner_sealed",
             Refusal::NoOwnerKey => "no_owner_key",
+            Refusal::HandoffRefused => "handoff_refused",
+            Refusal::ManifestMismatch => "manifest_mismatch",
             Refusal::KmsAccessDenied => "kms_access_denied",
             Refusal::KmsKeyUnusable => "kms_key_unusable",
             Refusal::KmsInvalidCiphertext => "kms_invalid_ciphertext",
@@ -96,7 +100,9 @@ impl Refusal {
             Refusal::EnvelopeReplayed
             | Refusal::KeyIdMismatch
             | Refusal::KmsAccessDenied
-            | Refusal::InputNotOwnerSealed => Code::PermissionDenied,
+            | Refusal::InputNotOwnerSealed
+            | Refusal::HandoffRefused
+            | Refusal::ManifestMismatch => Code::PermissionDenied,
             Refusal::UnknownKeyVersion | Refusal::WrongRole | Refusal::KmsKeyUnusable | Refusal::NoOwnerKey => {
                 Code::FailedPrecondition
             }

@@ -9,11 +9,13 @@
 //! * [`kms`]: a KMS client with the owner's own credentials;
 //! * [`input`]: the workflow input, sealed on the client for one workflow id (KMS
 //!   `Encrypt`, or a data key with AES-256-GCM above KMS's 4 KiB);
-//! * [`result`]: a `Reveal` result, opened on the client.
+//! * [`result`]: a `Reveal` result, opened on the client;
+//! * [`manifest`]: the workflow's topology, written as TOML and compiled here.
 
 pub mod input;
 pub mod key;
 pub mod kms;
+pub mod manifest;
 pub mod result;
 
 pub use input::seal_input;

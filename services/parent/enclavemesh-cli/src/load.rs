@@ -197,19 +197,21 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
         })
     });
 
+    let manifest_b64 = args.input.manifest_b64()?;
     let t0 = Instant::now();
     let sem = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
     for i in 0..args.workflows {
         let permit = sem.clone().acquire_owned().await.context("load semaphore closed")?;
         let (client, tq, wf, done) = (client.clone(), task_queue.to_string(), format!("{prefix}-{i:05}"), done.clone());
-        let (owner, input_args, key, steps, handoff) =
-            (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps, args.handoff);
+        let (owner, input_args, key, steps, handoff, manifest_b64) =
+            (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps, args.handoff, manifest_b64.clone());
         set.spawn(async move {
             // Sealed per run (it opens for its own workflow id only), before the clock starts.
             let outcome = match owner.seal(&key, &wf, &input_args).await {
                 Ok(sealed_input_b64) => {
-                    one(client, tq, wf, WorkflowInput { steps, sealed_input_b64, handoff }, timeout).await
+                    let input = WorkflowInput { steps, sealed_input_b64, handoff, manifest_b64 };
+                    one(client, tq, wf, input, timeout).await
                 }
                 Err(e) => Outcome::NotStarted { reason: format!("sealing the input: {e:#}") },
             };

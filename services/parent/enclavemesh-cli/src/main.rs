@@ -272,7 +272,8 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         }
     };
     let client = client(cfg).await?;
-    let input = WorkflowInput { steps: args.steps, sealed_input_b64, handoff: args.handoff };
+    let manifest_b64 = args.input.manifest_b64()?;
+    let input = WorkflowInput { steps: args.steps, sealed_input_b64, handoff: args.handoff, manifest_b64 };
     tracing::Span::current().record("workflow.id", workflow_id.as_str());
     let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
         .maybe_header(enclavemesh_workflow::trace_header::start_header())

@@ -51,6 +51,23 @@ pub struct InputArgs {
     /// A private note carried in the state. Sealed.
     #[arg(long, default_value = "")]
     pub note: String,
+    /// The workflow's manifest (TOML: roles, their images, who may hand state to whom,
+    /// the pipeline; see the README's "Manifests"). Its SHA-256 is sealed in the input,
+    /// so the agents refuse any other topology the host tries.
+    #[arg(long, env = "ENCLAVEMESH_MANIFEST")]
+    pub manifest: Option<std::path::PathBuf>,
+}
+
+impl InputArgs {
+    /// The compiled manifest, if one was given.
+    pub fn manifest(&self) -> anyhow::Result<Option<enclavemesh_owner::manifest::Compiled>> {
+        Ok(self.manifest.as_deref().map(enclavemesh_owner::manifest::load).transpose()?)
+    }
+
+    /// The manifest's bytes as the workflow input carries them (base64; empty: none).
+    pub fn manifest_b64(&self) -> anyhow::Result<String> {
+        Ok(self.manifest()?.map(|m| B64.encode(&m.bytes)).unwrap_or_default())
+    }
 }
 
 /// Reveal's fields, as the CLI spells them.
@@ -114,6 +131,7 @@ impl OwnerArgs {
             rate_bps: input.rate_bps,
             secret_note: input.note.clone(),
             owner_public_key: key.public().to_vec(),
+            manifest_sha256: input.manifest()?.map(|m| m.sha256().to_vec()).unwrap_or_default(),
         };
         let kms = self.kms().await?;
         let sealed = enclavemesh_owner::seal_input(&kms, &self.input_key, workflow_id, &plain).await;

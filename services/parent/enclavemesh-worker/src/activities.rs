@@ -92,6 +92,13 @@ impl AgentActivities {
     }
 }
 
+/// The owner's manifest as the workflow input carries it (base64; empty: none). The
+/// agents check it against the digest the owner sealed; here only its encoding.
+fn manifest_bytes(b64: &str) -> Result<Vec<u8>, CallFailure> {
+    B64.decode(b64.trim())
+        .map_err(|e| CallFailure::new(Refusal::ManifestMismatch, format!("manifest_b64 is not base64: {e}")))
+}
+
 /// Checks an agent's answer against what was asked, so a confused or malicious parent
 /// cannot slip a different workflow's or step's envelope into history.
 fn check_output(
@@ -219,7 +226,9 @@ impl AgentActivities {
                         format!("sealed_input_b64 is not a SealedInput: {e}"),
                     )
                 })?;
-            let req = self.request(InitRequest { workflow_id: input.workflow_id.clone(), input: Some(sealed) });
+            let manifest = manifest_bytes(&input.manifest_b64)?;
+            let req =
+                self.request(InitRequest { workflow_id: input.workflow_id.clone(), input: Some(sealed), manifest });
             let mut agent = self.agent_a.clone();
             let resp = self.call(agent.init(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, 0)
@@ -252,6 +261,7 @@ impl AgentActivities {
                 workflow_id: input.workflow_id.clone(),
                 expected_step: input.expected_step,
                 state: Some(state),
+                manifest: manifest_bytes(&input.manifest_b64)?,
             });
             let mut agent = self.agent_b.clone();
             let resp = self.call(agent.process(req)).await?;

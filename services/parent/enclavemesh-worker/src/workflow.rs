@@ -111,8 +111,11 @@ impl SecureStateLoop {
         ctx.state_mut(|s| s.progress.total_steps = u64::from(input.steps) + 1);
         let handoff = input.handoff;
 
-        let init =
-            InitStateInput { workflow_id: workflow_id.clone(), sealed_input_b64: input.sealed_input_b64.clone() };
+        let init = InitStateInput {
+            workflow_id: workflow_id.clone(),
+            sealed_input_b64: input.sealed_input_b64.clone(),
+            manifest_b64: input.manifest_b64.clone(),
+        };
         let mut last = match run_step(ctx, handoff, AgentActivities::init_state, init).await {
             Ok(out) => out,
             Err(e) => return Err(step_failed(ctx, e, 0, INIT_STATE_ACTIVITY, None)),
@@ -124,6 +127,7 @@ impl SecureStateLoop {
                 workflow_id: workflow_id.clone(),
                 expected_step: step - 1,
                 envelope: last.envelope.clone(),
+                manifest_b64: input.manifest_b64.clone(),
             };
             last = match run_step(ctx, handoff, AgentActivities::process_state, req).await {
                 Ok(out) => out,

@@ -47,6 +47,11 @@ pub struct WorkflowInput {
     /// [`Handoff::Local`]).
     #[serde(default)]
     pub handoff: Handoff,
+    /// The owner's manifest (encoded `enclavemesh.v1.Manifest`, base64; empty: none),
+    /// passed to every agent call. Public: the agents take it only if its SHA-256 is the
+    /// one the owner sealed in the input.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_b64: String,
 }
 
 /// How `SecureStateLoop` hands sealed state from one agent call to the next.
@@ -200,6 +205,9 @@ pub struct InitStateInput {
     pub workflow_id: String,
     /// The encoded `enclavemesh.v1.SealedInput`, base64.
     pub sealed_input_b64: String,
+    /// As [`WorkflowInput::manifest_b64`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_b64: String,
 }
 
 /// Input of the `ProcessState` activity.
@@ -209,6 +217,9 @@ pub struct ProcessStateInput {
     /// Step the input envelope must be at (the previous step's number).
     pub expected_step: u64,
     pub envelope: EnvelopeJson,
+    /// As [`WorkflowInput::manifest_b64`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_b64: String,
 }
 
 /// Result of either activity: the new sealed state and its summary.

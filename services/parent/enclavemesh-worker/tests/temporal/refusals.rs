@@ -29,6 +29,7 @@ async fn start(client: &Client, id: &str, handoff: Handoff) -> WorkflowHandle<Cl
         steps: 2,
         sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64(),
         handoff,
+        manifest_b64: String::new(),
     };
     client.start_workflow(SecureStateLoopRun, input, WorkflowStartOptions::new(TASK_QUEUE, id).build()).await.unwrap()
 }

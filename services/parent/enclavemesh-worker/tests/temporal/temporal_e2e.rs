@@ -38,8 +38,12 @@ async fn start(
     steps: u32,
     handoff: Handoff,
 ) -> temporalio_client::WorkflowHandle<Client, <SecureStateLoop as HasWorkflowDefinition>::Run> {
-    let input =
-        WorkflowInput { steps, sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64(), handoff };
+    let input = WorkflowInput {
+        steps,
+        sealed_input_b64: enclavemesh_harness::fake_agent::opaque_sealed_input_b64(),
+        handoff,
+        manifest_b64: String::new(),
+    };
     client
         .start_workflow(SecureStateLoop::run, input, WorkflowStartOptions::new(TASK_QUEUE, id).build())
         .await
