@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use enclavemesh_harness::loopkit::{AgentBRoute, Loop, TASK_QUEUE};
+use enclavemesh_harness::loopkit::unix;
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::{DevMesh, MeshOptions};
 use enclavemesh_owner::manifest::{self, Compiled};
@@ -116,47 +116,89 @@ async fn agents_refuse_every_route_the_owners_manifest_does_not_allow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_a_host_routing_off_the_manifest_fails_the_workflow_with_its_last_good_state() {
-    let (l, _) = Loop::start(AgentBRoute::Direct).await;
-    // The owner allows agent-a -> agent-b once; the loop (the host's worker) hands
-    // agent-b's state to agent-b again at step 2.
-    let file = l.mesh.logs_dir().join("manifest.toml");
-    std::fs::write(
-        &file,
-        r#"
-handoffs = [["agent-a", "agent-b"]]
-[[role]]
-name = "agent-a"
-kind = "ledger-init"
-[[role]]
-name = "agent-b"
-kind = "interest"
-[[pipeline]]
-role = "agent-a"
-[[pipeline]]
-role = "agent-b"
-"#,
-    )
-    .unwrap();
-    let wf = "wf-off-manifest";
-    let (ok, lines, all) = l.trigger(wf, 3, &["--manifest", file.to_str().unwrap(), "--no-reveal"]);
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+    let (_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+    let temporal = enclavemesh_harness::temporal::Temporal::start(mesh.logs_dir());
+    let queue = "it-misroute";
+    // The host's worker sends scoring (agent-c) to screening's enclave (agent-b): at step 2
+    // agent-b gets a state agent-b sealed, a handoff back to the same role.
+    let roles = vec![("AGENT_ROLES".to_string(), format!("agent-c={}", unix(&sock_b)))];
+    let _worker = temporal.start_worker_with_env(mesh.logs_dir(), queue, &unix(&sock_a), &unix(&sock_b), &roles);
+    let file = mesh.logs_dir().join("chain.toml");
+    std::fs::write(&file, CHAIN).unwrap();
+    let wf = "wf-misrouted";
+    let args = ["trigger", "--workflow-id", wf, "--manifest", file.to_str().unwrap(), "--no-reveal"];
+    let (ok, lines, all) = temporal.cli_with_env(queue, &args, &mesh.owner_env());
     assert!(!ok, "{all}");
     let failed = lines.iter().find(|v| v["event"] == "failed").unwrap_or_else(|| panic!("{all}"));
     assert_eq!(failed["failure"]["type"], "handoff_refused", "{all}");
     assert_eq!(failed["failure"]["non_retryable"], true, "{all}");
     // Nothing lost: step 1, the last the manifest allowed, is in history and opens for the owner.
-    let sock = enclavemesh_harness::loopkit::unix(&l.sock_b);
+    let sock = unix(&sock_b);
     let args = ["reveal", "--agent", &sock, "--workflow-id", wf, "--field", "step", "--last-good"];
-    let (ok, lines, all) = l.temporal.cli_with_env(TASK_QUEUE, &args, &l.mesh.owner_env());
+    let (ok, lines, all) = temporal.cli_with_env(queue, &args, &mesh.owner_env());
     assert!(ok, "{all}");
     let step = lines.iter().find(|v| v["event"] == "revealed").and_then(|v| v["value"].as_str()).map(str::to_owned);
     assert_eq!(step.as_deref(), Some("1"), "{all}");
-    // The same manifest with the handoff allowed runs to the end.
-    let allowed = std::fs::read_to_string(&file).unwrap().replace(
-        r#"handoffs = [["agent-a", "agent-b"]]"#,
-        r#"handoffs = [["agent-a", "agent-b"], ["agent-b", "agent-b"]]"#,
-    );
-    std::fs::write(&file, allowed.replace("role = \"agent-b\"\n", "role = \"agent-b\"\nrepeat = 3\n")).unwrap();
-    let (ok, _, all) = l.trigger("wf-on-manifest", 3, &["--manifest", file.to_str().unwrap(), "--no-reveal"]);
+}
+
+/// The worker runs the pipeline the manifest describes: intake (agent-a) seals the
+/// owner's input, screening (agent-b) runs once, scoring (agent-c) three times, each
+/// role its own enclave, through a real Temporal. History holds only ciphertext, and the
+/// owner's key opens the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_a_three_role_pipeline_runs_end_to_end_as_the_manifest_says() {
+    let pcr0 = random_pcr0();
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
+    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
+    let (_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
+    let (_c, sock_c) = mesh.start_agent("agent-c", "interest", Some(&pcr0));
+    let temporal = enclavemesh_harness::temporal::Temporal::start(mesh.logs_dir());
+    let queue = "it-pipeline";
+    let roles = vec![("AGENT_ROLES".to_string(), format!("agent-c={}", unix(&sock_c)))];
+    let _worker = temporal.start_worker_with_env(mesh.logs_dir(), queue, &unix(&sock_a), &unix(&sock_b), &roles);
+    let file = mesh.logs_dir().join("chain.toml");
+    std::fs::write(&file, CHAIN).unwrap();
+
+    let (wf, note) = ("wf-pipeline", "pipeline-note-7d1f3a");
+    let args = [
+        "trigger",
+        "--workflow-id",
+        wf,
+        "--manifest",
+        file.to_str().unwrap(),
+        "--initial-balance",
+        "731157",
+        "--rate-bps",
+        "500",
+        "--note",
+        note,
+        "--no-reveal",
+    ];
+    let (ok, lines, all) = temporal.cli_with_env(queue, &args, &mesh.owner_env());
     assert!(ok, "{all}");
-    l.assert_completed_exactly_once("wf-on-manifest", 3);
+    let started = lines.iter().find(|v| v["event"] == "started").unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(started["steps"], 4, "the steps come from the manifest's pipeline: {all}");
+
+    // Through the owner's key: Init by intake, then screening once and scoring three times.
+    let by = enclavemesh_harness::loopkit::assert_history_exactly_once_by(
+        &enclavemesh_harness::loopkit::reveal_through(&temporal, queue, &mesh, &sock_c, wf, "history"),
+        731_157,
+        500,
+        4,
+        &["agent-b", "agent-c"],
+    );
+    assert_eq!(by, ["agent-b", "agent-c", "agent-c", "agent-c"]);
+    let balance = enclavemesh_harness::loopkit::reveal_through(&temporal, queue, &mesh, &sock_c, wf, "balance");
+    assert_eq!(balance, enclavemesh_harness::temporal::expected_balance(731_157, 500, 4).to_string());
+
+    // History: ciphertext only (the positive control: the same scan finds the note's bytes
+    // when they are there).
+    let hay = enclavemesh_harness::temporal::history_haystack(&temporal.history_json(wf));
+    assert!(!enclavemesh_harness::mesh::contains_secret(&hay, note.as_bytes()), "the note in history");
+    assert!(!enclavemesh_harness::mesh::contains_secret(&hay, b"731157"), "the balance in history");
+    assert!(enclavemesh_harness::mesh::contains_secret(&[&hay[..], note.as_bytes()].concat(), note.as_bytes()));
+    assert!(hay.windows(7).any(|w| w == b"agent-c"), "the envelopes name their sealers");
 }

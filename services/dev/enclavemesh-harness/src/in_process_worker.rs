@@ -53,6 +53,7 @@ pub fn settings(temporal_address: &str, task_queue: &str, agent_a: Address, agen
         task_queue: task_queue.into(),
         agent_a: vec![agent_a],
         agent_b: vec![agent_b],
+        roles: Vec::new(),
         rpc_timeout: Duration::from_secs(10),
         connect_retry_for: Duration::from_secs(30),
     }

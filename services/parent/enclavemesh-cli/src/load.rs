@@ -197,7 +197,7 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
         })
     });
 
-    let manifest_b64 = args.input.manifest_b64()?;
+    let (manifest_b64, steps) = args.input.manifest_b64_and_steps(args.steps)?;
     let t0 = Instant::now();
     let sem = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
@@ -205,7 +205,7 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
         let permit = sem.clone().acquire_owned().await.context("load semaphore closed")?;
         let (client, tq, wf, done) = (client.clone(), task_queue.to_string(), format!("{prefix}-{i:05}"), done.clone());
         let (owner, input_args, key, steps, handoff, manifest_b64) =
-            (args.owner.clone(), args.input.clone(), owner_key.clone(), args.steps, args.handoff, manifest_b64.clone());
+            (args.owner.clone(), args.input.clone(), owner_key.clone(), steps, args.handoff, manifest_b64.clone());
         set.spawn(async move {
             // Sealed per run (it opens for its own workflow id only), before the clock starts.
             let outcome = match owner.seal(&key, &wf, &input_args).await {
@@ -252,7 +252,7 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
     let report = json!({
         "event": "load",
         "workflows": args.workflows,
-        "steps": args.steps,
+        "steps": steps,
         "concurrency": args.concurrency,
         "started": total - not_started.len() as u64,
         "completed": completed,
@@ -266,7 +266,7 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
                         "max": ms(latencies.last().copied().unwrap_or_default()), "mean": ms(mean)},
         "wall_secs": secs,
         "throughput_workflows_per_sec": completed as f64 / secs,
-        "throughput_steps_per_sec": (completed * (u64::from(args.steps) + 1)) as f64 / secs,
+        "throughput_steps_per_sec": (completed * (u64::from(steps) + 1)) as f64 / secs,
         "agents": agents,
         "id_prefix": prefix,
     });

@@ -251,6 +251,8 @@ async fn client(cfg: &Config) -> anyhow::Result<Client> {
 }
 
 async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {
+    // With a manifest, its pipeline decides the steps (and --steps is not used).
+    let (manifest_b64, steps) = args.input.manifest_b64_and_steps(args.steps)?;
     // The owner's part first, on this machine: nothing reaches Temporal unsealed.
     let (workflow_id, sealed_input_b64, key) = match &args.sealed_input {
         Some(path) => {
@@ -272,8 +274,7 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         }
     };
     let client = client(cfg).await?;
-    let manifest_b64 = args.input.manifest_b64()?;
-    let input = WorkflowInput { steps: args.steps, sealed_input_b64, handoff: args.handoff, manifest_b64 };
+    let input = WorkflowInput { steps, sealed_input_b64, handoff: args.handoff, manifest_b64 };
     tracing::Span::current().record("workflow.id", workflow_id.as_str());
     let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
         .maybe_header(enclavemesh_workflow::trace_header::start_header())
@@ -284,14 +285,14 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         .with_context(|| format!("starting workflow {workflow_id}"))?;
     let run_id = handle.run_id().unwrap_or_default().to_string();
     let link = ui_link(cfg, &workflow_id);
-    out.started(&workflow_id, &run_id, &cfg.task_queue, args.steps, &link);
+    out.started(&workflow_id, &run_id, &cfg.task_queue, steps, &link);
     if args.no_wait {
         return Ok(0);
     }
 
     // Long-poll the result while polling progress; each step is printed once.
     let mut printed = 0usize;
-    let total = u64::from(args.steps) + 1;
+    let total = u64::from(steps) + 1;
     let result = handle.get_result(WorkflowGetResultOptions::default());
     tokio::pin!(result);
     let mut tick = tokio::time::interval(Duration::from_millis(args.poll_ms.max(50)));

@@ -64,9 +64,17 @@ impl InputArgs {
         Ok(self.manifest.as_deref().map(enclavemesh_owner::manifest::load).transpose()?)
     }
 
-    /// The manifest's bytes as the workflow input carries them (base64; empty: none).
-    pub fn manifest_b64(&self) -> anyhow::Result<String> {
-        Ok(self.manifest()?.map(|m| B64.encode(&m.bytes)).unwrap_or_default())
+    /// The manifest's bytes as the workflow input carries them (base64; empty: none),
+    /// and the run's steps: the manifest's pipeline's when there is one, else `steps`.
+    pub fn manifest_b64_and_steps(&self, steps: u32) -> anyhow::Result<(String, u32)> {
+        match self.manifest()? {
+            None => Ok((String::new(), steps)),
+            Some(m) => {
+                let plan = enclavemesh_workflow::pipeline::of_manifest(&m.manifest).map_err(anyhow::Error::msg)?;
+                let n = u32::try_from(plan.steps.len()).unwrap_or(u32::MAX);
+                Ok((B64.encode(&m.bytes), n))
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! result, so Temporal history is the only place state lives between steps (and it is
 //! always ciphertext). Errors are classified by [`crate::failure`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use tracing::field::Empty;
 
 use enclavemesh_proto::Refusal;
 use enclavemesh_workflow::failure::{CallFailure, classify_status};
+use enclavemesh_workflow::pipeline::{DEFAULT_INIT_ROLE, DEFAULT_STEP_ROLE};
 use enclavemesh_workflow::types::{
     EnvelopeJson, INIT_STATE_ACTIVITY, InitStateInput, PROCESS_STATE_ACTIVITY, ProcessStateInput, StepOutput,
     StepSummaryJson, envelope_sha256_hex,
@@ -40,11 +42,11 @@ pub type ActivitiesError = crate::pool::PoolError;
 /// An agent client over a role's pool; each call gets a client span carrying `traceparent`.
 type AgentClient = AgentServiceClient<PoolService>;
 
-/// Agent clients used by `InitState` (Agent A) and `ProcessState` (Agent B).
+/// Agent clients used by `InitState` and `ProcessState`: one pool per role (agent
+/// name). Agent A and Agent B are the roles `agent-a` and `agent-b`.
 pub struct AgentActivities {
-    agent_a: AgentClient,
-    agent_b: AgentClient,
-    /// Every member of both pools, for reporting.
+    roles: BTreeMap<String, AgentClient>,
+    /// Every member of every pool, for reporting.
     members: Vec<Arc<Health>>,
     rpc_timeout: Duration,
 }
@@ -60,9 +62,36 @@ impl AgentActivities {
     /// starts even while the enclaves are still booting (activities then retry). Each
     /// role is a pool of one or more enclaves ([`crate::pool`]).
     pub fn new(agent_a: &[Address], agent_b: &[Address], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
-        let (a, b) = (AgentPool::new("agent-a", agent_a)?, AgentPool::new("agent-b", agent_b)?);
-        let members = a.members.iter().chain(&b.members).cloned().collect();
-        Ok(Self { agent_a: client(a), agent_b: client(b), members, rpc_timeout })
+        Self::with_roles(
+            &[(DEFAULT_INIT_ROLE.into(), agent_a.to_vec()), (DEFAULT_STEP_ROLE.into(), agent_b.to_vec())],
+            rpc_timeout,
+        )
+    }
+
+    /// One pool per named role (a later entry for the same name replaces an earlier one).
+    pub fn with_roles(roles: &[(String, Vec<Address>)], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
+        let mut clients = BTreeMap::new();
+        let mut members = Vec::new();
+        for (name, addrs) in roles {
+            let pool = AgentPool::new(name, addrs)?;
+            members.extend(pool.members.iter().cloned());
+            clients.insert(name.clone(), client(pool));
+        }
+        Ok(Self { roles: clients, members, rpc_timeout })
+    }
+
+    /// The pool of `role`; empty: `default`.
+    fn client(&self, role: &str, default: &str) -> Result<AgentClient, CallFailure> {
+        let role = or(role, default);
+        self.roles.get(role).cloned().ok_or_else(|| {
+            CallFailure::new(
+                Refusal::AgentUnavailable,
+                format!(
+                    "this worker has no address for role '{role}': give it --agent {role}=ADDR (the manifest's pipeline \
+                     names it)"
+                ),
+            )
+        })
     }
 
     /// Each pool member's health and the calls it was sent.
@@ -90,6 +119,11 @@ impl AgentActivities {
         req.set_timeout(self.rpc_timeout);
         req
     }
+}
+
+/// `role`, or `default` when empty.
+fn or<'a>(role: &'a str, default: &'a str) -> &'a str {
+    if role.is_empty() { default } else { role }
 }
 
 /// The owner's manifest as the workflow input carries it (base64; empty: none). The
@@ -213,7 +247,7 @@ impl AgentActivities {
         ctx: ActivityContext,
         input: InitStateInput,
     ) -> Result<StepOutput, ActivityError> {
-        let span = activity_span(INIT_STATE_ACTIVITY, &ctx, &input.workflow_id, 0, "agent-a");
+        let span = activity_span(INIT_STATE_ACTIVITY, &ctx, &input.workflow_id, 0, or(&input.role, DEFAULT_INIT_ROLE));
         let run = async {
             // Passed through as it came: the worker cannot open it, only check its shape.
             let bytes = B64.decode(input.sealed_input_b64.trim()).map_err(|e| {
@@ -229,7 +263,7 @@ impl AgentActivities {
             let manifest = manifest_bytes(&input.manifest_b64)?;
             let req =
                 self.request(InitRequest { workflow_id: input.workflow_id.clone(), input: Some(sealed), manifest });
-            let mut agent = self.agent_a.clone();
+            let mut agent = self.client(&input.role, DEFAULT_INIT_ROLE)?;
             let resp = self.call(agent.init(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, 0)
         };
@@ -252,7 +286,13 @@ impl AgentActivities {
         ctx: ActivityContext,
         input: ProcessStateInput,
     ) -> Result<StepOutput, ActivityError> {
-        let span = activity_span(PROCESS_STATE_ACTIVITY, &ctx, &input.workflow_id, input.expected_step + 1, "agent-b");
+        let span = activity_span(
+            PROCESS_STATE_ACTIVITY,
+            &ctx,
+            &input.workflow_id,
+            input.expected_step + 1,
+            or(&input.role, DEFAULT_STEP_ROLE),
+        );
         let run = async {
             let state = SealedEnvelope::try_from(&input.envelope)
                 .map_err(|e| CallFailure::new(Refusal::EnvelopeMalformed, e.to_string()))?;
@@ -263,7 +303,7 @@ impl AgentActivities {
                 state: Some(state),
                 manifest: manifest_bytes(&input.manifest_b64)?,
             });
-            let mut agent = self.agent_b.clone();
+            let mut agent = self.client(&input.role, DEFAULT_STEP_ROLE)?;
             let resp = self.call(agent.process(req)).await?;
             check_output(resp.state, resp.summary, &input.workflow_id, input.expected_step + 1)
         };

@@ -28,6 +28,11 @@ struct Config {
     /// Agent B (interest) address, or several for a pool (as --agent-a).
     #[arg(long, env = "AGENT_B_ADDR", default_value = "vsock://17:5000", value_delimiter = ',', num_args = 1..)]
     agent_b: Vec<Address>,
+    /// More roles, by agent name, for a manifest's pipeline: NAME=ADDR[,ADDR...] (a pool
+    /// when several), repeated or `;`-separated. --agent-a and --agent-b are the roles
+    /// `agent-a` and `agent-b`.
+    #[arg(long = "agent", env = "AGENT_ROLES", value_name = "NAME=ADDR[,ADDR...]", value_delimiter = ';', value_parser = parse_role)]
+    roles: Vec<(String, Vec<Address>)>,
     /// Timeout of one agent RPC, in seconds (a timeout is retried by Temporal).
     #[arg(long, env = "AGENT_RPC_TIMEOUT_SECS", default_value_t = 10)]
     rpc_timeout_secs: u64,
@@ -46,8 +51,22 @@ async fn main() -> anyhow::Result<()> {
         task_queue: cfg.task_queue,
         agent_a: cfg.agent_a,
         agent_b: cfg.agent_b,
+        roles: cfg.roles,
         rpc_timeout: Duration::from_secs(cfg.rpc_timeout_secs.max(1)),
         connect_retry_for: Duration::from_secs(cfg.connect_retry_secs),
     };
     run_worker(settings, enclavemesh_transport::shutdown_signal()).await.context("enclavemesh-worker")
+}
+
+/// `NAME=ADDR[,ADDR...]`.
+fn parse_role(s: &str) -> Result<(String, Vec<Address>), String> {
+    let (name, addrs) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=ADDR[,ADDR...]"))?;
+    if !enclavemesh_proto::limits::is_agent_name(name) {
+        return Err(format!("'{name}' is not an agent name (1 to 64 of A-Z a-z 0-9 - _)"));
+    }
+    let addrs = addrs
+        .split(',')
+        .map(|a| a.trim().parse::<Address>().map_err(|e| format!("role {name}: address '{a}': {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_owned(), addrs))
 }

@@ -88,15 +88,15 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("{role} has no address: give at least one (ADDR[,ADDR...])")]
-    Empty { role: &'static str },
+    Empty { role: String },
     #[error("cannot create a channel to {role} at {addr}: {source}")]
-    Channel { role: &'static str, addr: Address, source: enclavemesh_transport::TransportError },
+    Channel { role: String, addr: Address, source: enclavemesh_transport::TransportError },
 }
 
 /// One member's health, shared by its gate and its checker.
 #[derive(Debug)]
 pub struct Health {
-    role: &'static str,
+    role: String,
     addr: Address,
     up: AtomicBool,
     waker: AtomicWaker,
@@ -105,11 +105,11 @@ pub struct Health {
 }
 
 impl Health {
-    fn new(role: &'static str, addr: &Address) -> Arc<Self> {
+    fn new(role: &str, addr: &Address) -> Arc<Self> {
         // Up until shown otherwise: enclaves may still be booting when the worker starts,
         // and the first failed call takes the member out.
         Arc::new(Health {
-            role,
+            role: role.to_owned(),
             addr: addr.clone(),
             up: AtomicBool::new(true),
             waker: AtomicWaker::new(),
@@ -120,9 +120,9 @@ impl Health {
     fn set(&self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             if up {
-                tracing::info!(role = self.role, member = %self.addr, "agent pool member serves again");
+                tracing::info!(role = %self.role, member = %self.addr, "agent pool member serves again");
             } else {
-                tracing::warn!(role = self.role, member = %self.addr, "agent pool member unreachable; calls go to the others");
+                tracing::warn!(role = %self.role, member = %self.addr, "agent pool member unreachable; calls go to the others");
             }
             if up {
                 self.waker.wake();
@@ -209,16 +209,16 @@ impl AgentPool {
     /// A pool over `addrs`; channels are lazy (nothing is dialed yet). Must run inside
     /// a tokio runtime when there is more than one address (checkers and the buffer's
     /// worker are spawned).
-    pub fn new(role: &'static str, addrs: &[Address]) -> Result<Self, PoolError> {
+    pub fn new(role: &str, addrs: &[Address]) -> Result<Self, PoolError> {
         let channel = |addr: &Address| {
             enclavemesh_telemetry::traced_channel(addr).map_err(|source| PoolError::Channel {
-                role,
+                role: role.to_owned(),
                 addr: addr.clone(),
                 source,
             })
         };
         match addrs {
-            [] => Err(PoolError::Empty { role }),
+            [] => Err(PoolError::Empty { role: role.to_owned() }),
             [one] => Ok(AgentPool {
                 service: PoolService(BoxCloneSyncService::new(channel(one)?)),
                 members: vec![Health::new(role, one)],
@@ -230,7 +230,7 @@ impl AgentPool {
                     let traced: GrpcTrace<Channel> = channel(addr)?;
                     let health = Health::new(role, addr);
                     let plain = enclavemesh_transport::channel(addr).map_err(|source| PoolError::Channel {
-                        role,
+                        role: role.to_owned(),
                         addr: addr.clone(),
                         source,
                     })?;

@@ -11,6 +11,7 @@ use crate::activities::{ActivitiesError, AgentActivities};
 use crate::workflow::SecureStateLoop;
 use enclavemesh_workflow::TemporalSettings;
 use enclavemesh_workflow::connect::{ConnectError, connect_to_with_retry, default_identity};
+use enclavemesh_workflow::pipeline::{DEFAULT_INIT_ROLE, DEFAULT_STEP_ROLE};
 
 /// Everything the worker needs; the binary fills it from flags/env, tests directly.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct WorkerSettings {
     pub agent_a: Vec<Address>,
     /// Agent B's enclaves.
     pub agent_b: Vec<Address>,
+    /// More roles by agent name, each a pool (a manifest's pipeline names them).
+    pub roles: Vec<(String, Vec<Address>)>,
     /// Bound on one agent RPC.
     pub rpc_timeout: Duration,
     /// How long to keep retrying the first Temporal connection (the server may still be starting).
@@ -46,7 +49,12 @@ pub enum WorkerError {
 /// Connects, registers `SecureStateLoop` + `InitState`/`ProcessState`, polls until
 /// `shutdown` resolves, then drains in-flight tasks and returns.
 pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let activities = AgentActivities::new(&settings.agent_a, &settings.agent_b, settings.rpc_timeout)?;
+    let mut roles = vec![
+        (DEFAULT_INIT_ROLE.to_owned(), settings.agent_a.clone()),
+        (DEFAULT_STEP_ROLE.to_owned(), settings.agent_b.clone()),
+    ];
+    roles.extend(settings.roles.iter().cloned());
+    let activities = AgentActivities::with_roles(&roles, settings.rpc_timeout)?;
     let runtime =
         Runtime::from_current_tokio(RuntimeOptions::default()).map_err(|e| WorkerError::Runtime(e.to_string()))?;
     tokio::pin!(shutdown);

@@ -1,4 +1,7 @@
-//! `SecureStateLoop`: Agent A seals an initial state, then Agent B advances it `steps` times.
+//! `SecureStateLoop`: Agent A seals an initial state, then Agent B advances it `steps` times;
+//! or, when the owner's manifest comes with the input, its pipeline: the first role
+//! seals the initial state and each later stage advances it, `repeat` times each
+//! ([`enclavemesh_workflow::pipeline`]).
 //!
 //! The workflow itself never sees plaintext: it passes each activity's sealed envelope to
 //! the next activity. Temporal records every activity result, so each step's envelope is
@@ -107,14 +110,22 @@ impl SecureStateLoop {
                 .build()
                 .into());
         }
+        // Who runs each step: the owner's manifest's pipeline, or Agent A then Agent B.
+        let plan = enclavemesh_workflow::pipeline::plan(&input).map_err(|m| {
+            ApplicationFailure::builder(m)
+                .type_name(Refusal::InvalidRequest.label().to_string())
+                .non_retryable(true)
+                .build()
+        })?;
         let workflow_id = ctx.workflow_id().to_string();
-        ctx.state_mut(|s| s.progress.total_steps = u64::from(input.steps) + 1);
+        ctx.state_mut(|s| s.progress.total_steps = plan.steps.len() as u64 + 1);
         let handoff = input.handoff;
 
         let init = InitStateInput {
             workflow_id: workflow_id.clone(),
             sealed_input_b64: input.sealed_input_b64.clone(),
             manifest_b64: input.manifest_b64.clone(),
+            role: plan.init.clone(),
         };
         let mut last = match run_step(ctx, handoff, AgentActivities::init_state, init).await {
             Ok(out) => out,
@@ -122,12 +133,13 @@ impl SecureStateLoop {
         };
         record(ctx, &last);
 
-        for step in 1..=u64::from(input.steps) {
+        for (step, role) in (1u64..).zip(&plan.steps) {
             let req = ProcessStateInput {
                 workflow_id: workflow_id.clone(),
                 expected_step: step - 1,
                 envelope: last.envelope.clone(),
                 manifest_b64: input.manifest_b64.clone(),
+                role: role.clone(),
             };
             last = match run_step(ctx, handoff, AgentActivities::process_state, req).await {
                 Ok(out) => out,

@@ -9,6 +9,7 @@ pub mod connect;
 pub mod definition;
 pub mod failure;
 pub mod history;
+pub mod pipeline;
 pub mod temporal_settings;
 pub mod trace_header;
 pub mod types;

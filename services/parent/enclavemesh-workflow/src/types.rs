@@ -208,6 +208,10 @@ pub struct InitStateInput {
     /// As [`WorkflowInput::manifest_b64`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub manifest_b64: String,
+    /// The role (agent name) to call, from the run's [`crate::pipeline::Plan`]; empty:
+    /// Agent A.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
 }
 
 /// Input of the `ProcessState` activity.
@@ -220,6 +224,9 @@ pub struct ProcessStateInput {
     /// As [`WorkflowInput::manifest_b64`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub manifest_b64: String,
+    /// The role (agent name) to call; empty: Agent B.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
 }
 
 /// Result of either activity: the new sealed state and its summary.
