@@ -146,21 +146,38 @@ async fn slow_a_host_routing_off_the_manifest_fails_the_workflow_with_its_last_g
 
 /// The worker runs the pipeline the manifest describes: intake (agent-a) seals the
 /// owner's input, screening (agent-b) runs once, scoring (agent-c) three times, each
-/// role its own enclave, through a real Temporal. History holds only ciphertext, and the
-/// owner's key opens the result.
+/// role its own image (its own PCR0, all three in the key policy and the manifest),
+/// through a real Temporal. History holds only ciphertext, and the owner's key opens the
+/// result. A fourth image, in neither, gets no key.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_a_three_role_pipeline_runs_end_to_end_as_the_manifest_says() {
-    let pcr0 = random_pcr0();
-    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0.clone()] }).await;
-    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr0));
-    let (_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr0));
-    let (_c, sock_c) = mesh.start_agent("agent-c", "interest", Some(&pcr0));
+    let (pcr_a, pcr_b, pcr_c) = (random_pcr0(), random_pcr0(), random_pcr0());
+    let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr_a.clone(), pcr_b.clone(), pcr_c.clone()] }).await;
+    let (_a, sock_a) = mesh.start_agent("agent-a", "ledger-init", Some(&pcr_a));
+    let (_b, sock_b) = mesh.start_agent("agent-b", "interest", Some(&pcr_b));
+    let (_c, sock_c) = mesh.start_agent("agent-c", "interest", Some(&pcr_c));
+    // A fourth binary, in no role of the policy: KMS releases it nothing, naming its PCR0.
+    let pcr_d = random_pcr0();
+    let (cmd, _) = mesh.agent_command("agent-d", "interest", Some(&pcr_d));
+    let mut d = enclavemesh_harness::proc::Proc::spawn("agent-d", cmd, mesh.logs_dir());
+    assert!(!d.wait_exit(std::time::Duration::from_secs(60)).success(), "{}", d.logs());
+    assert!(d.logs().contains("AccessDenied") && d.logs().contains(&pcr_d), "{}", d.logs());
     let temporal = enclavemesh_harness::temporal::Temporal::start(mesh.logs_dir());
     let queue = "it-pipeline";
     let roles = vec![("AGENT_ROLES".to_string(), format!("agent-c={}", unix(&sock_c)))];
     let _worker = temporal.start_worker_with_env(mesh.logs_dir(), queue, &unix(&sock_a), &unix(&sock_b), &roles);
+    // Each role pinned to its own image.
+    let pinned = CHAIN
+        .replace("kind = \"ledger-init\"\n", &format!("kind = \"ledger-init\"\npcr0 = [\"{pcr_a}\"]\n"))
+        .replacen("kind = \"interest\"\n", &format!("kind = \"interest\"\npcr0 = [\"{pcr_b}\"]\n"), 1)
+        .replacen(
+            "name = \"agent-c\"\nkind = \"interest\"\n",
+            &format!("name = \"agent-c\"\nkind = \"interest\"\npcr0 = [\"{pcr_c}\"]\n"),
+            1,
+        );
+    assert_eq!(manifest::compile(&pinned).unwrap().manifest.roles.iter().filter(|r| r.pcr0.len() == 1).count(), 3);
     let file = mesh.logs_dir().join("chain.toml");
-    std::fs::write(&file, CHAIN).unwrap();
+    std::fs::write(&file, pinned).unwrap();
 
     let (wf, note) = ("wf-pipeline", "pipeline-note-7d1f3a");
     let args = [
