@@ -10,7 +10,8 @@ use enclavemesh_workflow::TemporalArgs;
 use enclavemesh_workflow::types::DEFAULT_TASK_QUEUE;
 
 /// Temporal worker for Enclave Mesh: runs SecureStateLoop (InitState on Agent A, then
-/// ProcessState on Agent B per step), passing only sealed envelopes between agents.
+/// ProcessState on Agent B per step; or, when the owner's manifest comes with the
+/// workflow, its pipeline's roles), passing only sealed envelopes between agents.
 #[derive(Debug, Parser)]
 #[command(name = "enclavemesh-worker", version)]
 struct Config {
@@ -43,8 +44,9 @@ struct Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = enclavemesh_telemetry::init("enclavemesh-worker");
+    // Flags first: `--help` and flag errors print before anything logs.
     let cfg = Config::parse();
+    let _telemetry = enclavemesh_telemetry::init("enclavemesh-worker");
     let temporal = cfg.temporal.resolve().context("enclavemesh-worker: Temporal connection settings")?;
     let settings = WorkerSettings {
         temporal,
