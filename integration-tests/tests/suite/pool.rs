@@ -3,10 +3,9 @@
 //! load the calls move to the other. No workflow fails, none is lost, and no step is
 //! applied twice.
 
-use std::time::{Duration, Instant};
-
 use enclavemesh_harness::loopkit::{
-    INITIAL_BALANCE, RATE_BPS, assert_history_exactly_once_by, calls_served, reveal_through, unix,
+    INITIAL_BALANCE, RATE_BPS, assert_history_exactly_once_by, assert_load_complete, calls_served, load_args,
+    load_with_fault, reveal_through, unix,
 };
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::temporal::Temporal;
@@ -26,55 +25,15 @@ async fn slow_pool_member_killed_under_load_calls_move_to_the_other() {
     let _worker = temporal.start_worker(mesh.logs_dir(), QUEUE, &unix(&sock_a), &pool);
 
     let (n, steps) = (60u32, 20u32);
-    let (n_s, steps_s, bal, rate) =
-        (n.to_string(), steps.to_string(), INITIAL_BALANCE.to_string(), RATE_BPS.to_string());
-    let args = [
-        "load",
-        "--workflows",
-        &n_s,
-        "--steps",
-        &steps_s,
-        "--concurrency",
-        "10",
-        "--timeout-secs",
-        "300",
-        "--initial-balance",
-        &bal,
-        "--rate-bps",
-        &rate,
-        "--id-prefix",
-        "it-pool",
-        "--progress-secs",
-        "0",
-    ];
+    let args = load_args("it-pool", n, steps, 10, 300, &[]);
     let env = mesh.owner_env();
-    let rt = tokio::runtime::Handle::current();
-    let ((ok, lines, all), b1_served, b2_at_kill) = tokio::task::block_in_place(|| {
-        std::thread::scope(|s| {
-            let load = s.spawn(|| temporal.cli_with_env(QUEUE, &args, &env));
-            // Kill agent-b1 once it has taken a share of the calls, while the load runs.
-            let started = Instant::now();
-            let b1_served = loop {
-                let served = rt.block_on(calls_served(&sock_b1));
-                assert!(!load.is_finished(), "the load ended before agent-b1 served 40 calls ({served})");
-                if served >= 40 {
-                    break served;
-                }
-                assert!(started.elapsed() < Duration::from_secs(180), "agent-b1 served only {served} calls");
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            let b2_at_kill = rt.block_on(calls_served(&sock_b2));
-            b1.kill();
-            assert!(!load.is_finished(), "agent-b1 was killed under load");
-            (load.join().unwrap(), b1_served, b2_at_kill)
-        })
+    // Kill agent-b1 once it has taken a share of the calls, while the load runs.
+    let (result, (b1_served, b2_at_kill)) = load_with_fault(&temporal, QUEUE, &args, &env, &sock_b1, 40, |served| {
+        let b2_at_kill = tokio::runtime::Handle::current().block_on(calls_served(&sock_b2));
+        b1.kill();
+        (served, b2_at_kill)
     });
-    let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}"));
-    eprintln!("load report: {r}");
-    assert_eq!(r["lost"], 0, "nothing lost: {r}");
-    assert_eq!(r["failed"], 0, "no workflow failed: {r}");
-    assert_eq!(r["completed"], u64::from(n), "{r}");
-    assert!(ok, "{all}");
+    assert_load_complete(&result, n);
 
     // Both members took calls before the kill (the balancer spreads them), and the
     // survivor took the calls after it.

@@ -3,10 +3,9 @@
 //! from one host's enclave to the other's (both are released the same TSK), and when one
 //! host dies mid-run the other finishes every workflow: none lost, no step applied twice.
 
-use std::time::{Duration, Instant};
-
 use enclavemesh_harness::loopkit::{
-    INITIAL_BALANCE, RATE_BPS, assert_history_exactly_once_by, calls_served, reveal_through, unix,
+    INITIAL_BALANCE, RATE_BPS, assert_history_exactly_once_by, assert_load_complete, load_args, load_with_fault,
+    reveal_through, unix,
 };
 use enclavemesh_harness::mesh::random_pcr0;
 use enclavemesh_harness::temporal::{Temporal, history_haystack};
@@ -30,59 +29,18 @@ async fn slow_two_hosts_hand_steps_across_and_one_dies_none_lost() {
         temporal.start_worker_named("worker-h2", mesh.logs_dir(), QUEUE, &unix(&h2_sock_a), &unix(&h2_sock_b));
 
     let (n, steps) = (100u32, 6u32);
-    let (n_s, steps_s, bal, rate) =
-        (n.to_string(), steps.to_string(), INITIAL_BALANCE.to_string(), RATE_BPS.to_string());
     // Remote handoffs: each step is an activity any host's worker may take.
-    let args = [
-        "load",
-        "--workflows",
-        &n_s,
-        "--steps",
-        &steps_s,
-        "--concurrency",
-        "40",
-        "--handoff",
-        "remote",
-        "--timeout-secs",
-        "400",
-        "--initial-balance",
-        &bal,
-        "--rate-bps",
-        &rate,
-        "--id-prefix",
-        "it-hosts",
-        "--progress-secs",
-        "0",
-    ];
+    let args = load_args("it-hosts", n, steps, 40, 400, &["--handoff", "remote"]);
     let env = mesh.owner_env();
-    let rt = tokio::runtime::Handle::current();
-    let ((ok, lines, all), h1_served) = tokio::task::block_in_place(|| {
-        std::thread::scope(|s| {
-            let load = s.spawn(|| temporal.cli_with_env(QUEUE, &args, &env));
-            let started = Instant::now();
-            let h1_served = loop {
-                let served = rt.block_on(calls_served(&h1_sock_b));
-                assert!(!load.is_finished(), "the load ended before host 1 served 60 steps ({served})");
-                if served >= 60 {
-                    break served;
-                }
-                assert!(started.elapsed() < Duration::from_secs(240), "host 1 served only {served} steps");
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            // Host 1 dies: its worker and its enclaves, at once.
-            h1_worker.kill();
-            h1_a.kill();
-            h1_b.kill();
-            assert!(!load.is_finished(), "host 1 died under load");
-            (load.join().unwrap(), h1_served)
-        })
+    let (result, h1_served) = load_with_fault(&temporal, QUEUE, &args, &env, &h1_sock_b, 60, |served| {
+        // Host 1 dies: its worker and its enclaves, at once.
+        h1_worker.kill();
+        h1_a.kill();
+        h1_b.kill();
+        served
     });
-    let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}"));
-    eprintln!("load report: {r}; host 1 served {h1_served} steps before it died");
-    assert_eq!(r["lost"], 0, "nothing lost: {r}");
-    assert_eq!(r["failed"], 0, "no workflow failed: {r}");
-    assert_eq!(r["completed"], u64::from(n), "{r}");
-    assert!(ok, "{all}");
+    eprintln!("host 1 served {h1_served} steps before it died");
+    assert_load_complete(&result, n);
 
     // State handed across: a workflow whose history holds envelopes sealed on both hosts
     // (an envelope names its sealer in clear: Init's agent-a or a step's agent-b). Every

@@ -168,6 +168,89 @@ pub fn reveal_through(
         .unwrap_or_else(|| panic!("no reveal in {all}"))
 }
 
+/// `enclavemesh load` arguments: `n` runs of `steps` steps from [`INITIAL_BALANCE`] at
+/// [`RATE_BPS`], `concurrency` in flight, ids `PREFIX-NNNNN`, no progress lines; `extra`
+/// appended (e.g. `--handoff remote`).
+pub fn load_args(prefix: &str, n: u32, steps: u32, concurrency: u32, timeout_secs: u32, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "load",
+        "--workflows",
+        &n.to_string(),
+        "--steps",
+        &steps.to_string(),
+        "--concurrency",
+        &concurrency.to_string(),
+        "--timeout-secs",
+        &timeout_secs.to_string(),
+        "--initial-balance",
+        &INITIAL_BALANCE.to_string(),
+        "--rate-bps",
+        &RATE_BPS.to_string(),
+        "--id-prefix",
+        prefix,
+        "--progress-secs",
+        "0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// The report of an `enclavemesh load` run (its CLI result), checked: every one of `n`
+/// runs started and completed, none failed or was lost, and the CLI exited 0.
+pub fn assert_load_complete(result: &(bool, Vec<serde_json::Value>, String), n: u32) -> serde_json::Value {
+    let (ok, lines, all) = result;
+    let r = lines.iter().find(|v| v["event"] == "load").unwrap_or_else(|| panic!("no load report: {all}")).clone();
+    eprintln!("load report: {r}");
+    assert_eq!(r["lost"], 0, "nothing lost: {r}");
+    assert_eq!(r["failed"], 0, "no workflow failed: {r}");
+    assert_eq!(r["not_started"], 0, "{r}");
+    assert_eq!(r["completed"], u64::from(n), "{r}");
+    assert!(*ok, "a clean run exits 0: {all}");
+    r
+}
+
+/// Runs `enclavemesh load ARGS` on `queue` and, while it runs, waits until the agent at
+/// `sock` has recorded at least `calls` calls, then injects `fault` (given that count),
+/// asserting the load still ran before and after it. Returns the CLI's result and what
+/// `fault` returned. Call it from a multi-thread tokio test.
+pub fn load_with_fault<T>(
+    temporal: &Temporal,
+    queue: &str,
+    args: &[String],
+    env: &[(String, String)],
+    sock: &Path,
+    calls: u64,
+    fault: impl FnOnce(u64) -> T,
+) -> ((bool, Vec<serde_json::Value>, String), T) {
+    let rt = tokio::runtime::Handle::current();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let load = s.spawn(|| temporal.cli_with_env(queue, &args, env));
+            let started = std::time::Instant::now();
+            let served = loop {
+                let served = rt.block_on(calls_served(sock));
+                assert!(
+                    !load.is_finished(),
+                    "the load ended before {} served {calls} calls ({served})",
+                    sock.display()
+                );
+                if served >= calls {
+                    break served;
+                }
+                assert!(started.elapsed() < Duration::from_secs(240), "{} served only {served} calls", sock.display());
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let injected = fault(served);
+            assert!(!load.is_finished(), "the fault came under load");
+            (load.join().unwrap_or_else(|_| panic!("the load thread panicked")), injected)
+        })
+    })
+}
+
 /// Calls the agent at `sock` has recorded this boot (its audit trail's length, less the
 /// bootstrap record): Init, Process and Reveal calls; 0 when it cannot be reached.
 pub async fn calls_served(sock: &Path) -> u64 {

@@ -10,12 +10,10 @@
 //! of its envelope, authenticated by the open: the host cannot relabel it.
 
 use enclavemesh_proto::Refusal;
+use enclavemesh_proto::limits::MAX_MANIFEST_BYTES;
 use enclavemesh_proto::v1::Manifest;
 use sha2::{Digest, Sha256};
 use tonic::Status;
-
-/// Largest manifest accepted with a call.
-pub const MAX_MANIFEST_BYTES: usize = 16 * 1024;
 
 /// A manifest whose digest is the one the owner sealed.
 pub struct Topology(Manifest);

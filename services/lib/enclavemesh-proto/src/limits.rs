@@ -12,6 +12,9 @@ pub const MAX_WORKFLOW_ID_BYTES: usize = 256;
 /// Highest ledger interest rate, in basis points per step (100%).
 pub const MAX_RATE_BPS: u32 = 10_000;
 
+/// Largest encoded `Manifest` an agent accepts with a call (and a workflow input carries).
+pub const MAX_MANIFEST_BYTES: usize = 16 * 1024;
+
 /// Whether `name` is a usable agent name: 1 to [`MAX_AGENT_NAME_BYTES`] bytes of ASCII
 /// letters, digits, `-` and `_` (it appears in logs, file names and AAD).
 pub fn is_agent_name(name: &str) -> bool {

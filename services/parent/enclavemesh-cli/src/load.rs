@@ -197,20 +197,21 @@ pub async fn run(temporal: &TemporalArgs, task_queue: &str, args: &LoadArgs, jso
         })
     });
 
-    let (manifest_b64, steps) = args.input.manifest_b64_and_steps(args.steps)?;
+    let manifest = Arc::new(args.input.run_manifest()?);
+    let steps = manifest.steps.unwrap_or(args.steps);
     let t0 = Instant::now();
     let sem = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
     for i in 0..args.workflows {
         let permit = sem.clone().acquire_owned().await.context("load semaphore closed")?;
         let (client, tq, wf, done) = (client.clone(), task_queue.to_string(), format!("{prefix}-{i:05}"), done.clone());
-        let (owner, input_args, key, steps, handoff, manifest_b64) =
-            (args.owner.clone(), args.input.clone(), owner_key.clone(), steps, args.handoff, manifest_b64.clone());
+        let (owner, input_args, key, handoff, manifest) =
+            (args.owner.clone(), args.input.clone(), owner_key.clone(), args.handoff, manifest.clone());
         set.spawn(async move {
             // Sealed per run (it opens for its own workflow id only), before the clock starts.
-            let outcome = match owner.seal(&key, &wf, &input_args).await {
+            let outcome = match owner.seal(&key, &wf, &input_args, &manifest.sha256).await {
                 Ok(sealed_input_b64) => {
-                    let input = WorkflowInput { steps, sealed_input_b64, handoff, manifest_b64 };
+                    let input = WorkflowInput { steps, sealed_input_b64, handoff, manifest_b64: manifest.b64.clone() };
                     one(client, tq, wf, input, timeout).await
                 }
                 Err(e) => Outcome::NotStarted { reason: format!("sealing the input: {e:#}") },

@@ -252,7 +252,8 @@ async fn client(cfg: &Config) -> anyhow::Result<Client> {
 
 async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<u8> {
     // With a manifest, its pipeline decides the steps (and --steps is not used).
-    let (manifest_b64, steps) = args.input.manifest_b64_and_steps(args.steps)?;
+    let manifest = args.input.run_manifest()?;
+    let steps = manifest.steps.unwrap_or(args.steps);
     // The owner's part first, on this machine: nothing reaches Temporal unsealed.
     let (workflow_id, sealed_input_b64, key) = match &args.sealed_input {
         Some(path) => {
@@ -269,12 +270,12 @@ async fn trigger(cfg: &Config, args: &TriggerArgs, out: &Out) -> anyhow::Result<
         None => {
             let id = args.workflow_id.clone().unwrap_or_else(generated_workflow_id);
             let key = args.owner.key()?;
-            let sealed = args.owner.seal(&key, &id, &args.input).await?;
+            let sealed = args.owner.seal(&key, &id, &args.input, &manifest.sha256).await?;
             (id, sealed, Some(key))
         }
     };
     let client = client(cfg).await?;
-    let input = WorkflowInput { steps, sealed_input_b64, handoff: args.handoff, manifest_b64 };
+    let input = WorkflowInput { steps, sealed_input_b64, handoff: args.handoff, manifest_b64: manifest.b64 };
     tracing::Span::current().record("workflow.id", workflow_id.as_str());
     let options = WorkflowStartOptions::new(cfg.task_queue.clone(), workflow_id.clone())
         .maybe_header(enclavemesh_workflow::trace_header::start_header())
@@ -429,7 +430,8 @@ fn keygen(args: &KeygenArgs, out: &Out) -> anyhow::Result<u8> {
 
 async fn seal_input(args: &SealInputArgs) -> anyhow::Result<u8> {
     let key = args.owner.key()?;
-    let sealed = args.owner.seal(&key, &args.workflow_id, &args.input).await?;
+    let manifest = args.input.run_manifest()?;
+    let sealed = args.owner.seal(&key, &args.workflow_id, &args.input, &manifest.sha256).await?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, format!("{sealed}\n")).with_context(|| format!("writing {}", path.display()))?

@@ -58,23 +58,29 @@ pub struct InputArgs {
     pub manifest: Option<std::path::PathBuf>,
 }
 
-impl InputArgs {
-    /// The compiled manifest, if one was given.
-    pub fn manifest(&self) -> anyhow::Result<Option<enclavemesh_owner::manifest::Compiled>> {
-        Ok(self.manifest.as_deref().map(enclavemesh_owner::manifest::load).transpose()?)
-    }
+/// A run's manifest, read and compiled once: the digest sealed into every input and the
+/// bytes the workflow input carries come from the same read of the file. Empty: none.
+#[derive(Debug, Clone, Default)]
+pub struct RunManifest {
+    /// What the owner seals (`WorkflowInput.manifest_sha256`).
+    pub sha256: Vec<u8>,
+    /// The encoded manifest, base64, for the workflow input.
+    pub b64: String,
+    /// The pipeline's steps after Init.
+    pub steps: Option<u32>,
+}
 
-    /// The manifest's bytes as the workflow input carries them (base64; empty: none),
-    /// and the run's steps: the manifest's pipeline's when there is one, else `steps`.
-    pub fn manifest_b64_and_steps(&self, steps: u32) -> anyhow::Result<(String, u32)> {
-        match self.manifest()? {
-            None => Ok((String::new(), steps)),
-            Some(m) => {
-                let plan = enclavemesh_workflow::pipeline::of_manifest(&m.manifest).map_err(anyhow::Error::msg)?;
-                let n = u32::try_from(plan.steps.len()).unwrap_or(u32::MAX);
-                Ok((B64.encode(&m.bytes), n))
-            }
-        }
+impl InputArgs {
+    /// The `--manifest` file, compiled (empty without one).
+    pub fn run_manifest(&self) -> anyhow::Result<RunManifest> {
+        let Some(path) = self.manifest.as_deref() else { return Ok(RunManifest::default()) };
+        let m = enclavemesh_owner::manifest::load(path)?;
+        let plan = enclavemesh_workflow::pipeline::of_manifest(&m.manifest).map_err(anyhow::Error::msg)?;
+        Ok(RunManifest {
+            sha256: m.sha256().to_vec(),
+            b64: B64.encode(&m.bytes),
+            steps: Some(u32::try_from(plan.steps.len()).unwrap_or(u32::MAX)),
+        })
     }
 }
 
@@ -132,14 +138,21 @@ impl OwnerArgs {
         Ok(enclavemesh_owner::kms::client(&target, None).await?)
     }
 
-    /// Seals `input` for `workflow_id` with this owner's key and KMS: base64 of the SealedInput.
-    pub async fn seal(&self, key: &OwnerKey, workflow_id: &str, input: &InputArgs) -> anyhow::Result<String> {
+    /// Seals `input` for `workflow_id`, bound to the manifest with this digest (empty:
+    /// none), with this owner's key and KMS: base64 of the SealedInput.
+    pub async fn seal(
+        &self,
+        key: &OwnerKey,
+        workflow_id: &str,
+        input: &InputArgs,
+        manifest_sha256: &[u8],
+    ) -> anyhow::Result<String> {
         let plain = WorkflowInput {
             initial_balance: input.initial_balance,
             rate_bps: input.rate_bps,
             secret_note: input.note.clone(),
             owner_public_key: key.public().to_vec(),
-            manifest_sha256: input.manifest()?.map(|m| m.sha256().to_vec()).unwrap_or_default(),
+            manifest_sha256: manifest_sha256.to_vec(),
         };
         let kms = self.kms().await?;
         let sealed = enclavemesh_owner::seal_input(&kms, &self.input_key, workflow_id, &plain).await;

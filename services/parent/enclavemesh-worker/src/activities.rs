@@ -18,7 +18,7 @@ use enclavemesh_proto::v1::{InitRequest, ProcessRequest, SealedEnvelope, SealedI
 const MAX_SEALED_INPUT_BYTES: usize = 80 * 1024;
 use enclavemesh_transport::Address;
 
-use crate::pool::{AgentPool, Health, PoolService};
+use crate::pool::PoolService;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -46,38 +46,23 @@ type AgentClient = AgentServiceClient<PoolService>;
 /// name). Agent A and Agent B are the roles `agent-a` and `agent-b`.
 pub struct AgentActivities {
     roles: BTreeMap<String, AgentClient>,
-    /// Every member of every pool, for reporting.
-    members: Vec<Arc<Health>>,
     rpc_timeout: Duration,
 }
 
-fn client(pool: AgentPool) -> AgentClient {
-    AgentServiceClient::new(pool.service)
-        .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
-}
-
 impl AgentActivities {
-    /// Lazy channels: nothing is dialed until the first activity runs, so the worker
-    /// starts even while the enclaves are still booting (activities then retry). Each
-    /// role is a pool of one or more enclaves ([`crate::pool`]).
-    pub fn new(agent_a: &[Address], agent_b: &[Address], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
-        Self::with_roles(
-            &[(DEFAULT_INIT_ROLE.into(), agent_a.to_vec()), (DEFAULT_STEP_ROLE.into(), agent_b.to_vec())],
-            rpc_timeout,
-        )
-    }
-
-    /// One pool per named role (a later entry for the same name replaces an earlier one).
-    pub fn with_roles(roles: &[(String, Vec<Address>)], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
+    /// One client per named role, each over a pool of one or more enclaves
+    /// ([`crate::pool`]; a later entry for the same name replaces an earlier one). Lazy
+    /// channels: nothing is dialed until the first activity runs, so the worker starts
+    /// even while the enclaves are still booting (activities then retry).
+    pub fn new(roles: &[(String, Vec<Address>)], rpc_timeout: Duration) -> Result<Self, ActivitiesError> {
         let mut clients = BTreeMap::new();
-        let mut members = Vec::new();
         for (name, addrs) in roles {
-            let pool = AgentPool::new(name, addrs)?;
-            members.extend(pool.members.iter().cloned());
-            clients.insert(name.clone(), client(pool));
+            let client = AgentServiceClient::new(PoolService::new(name, addrs)?)
+                .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
+            clients.insert(name.clone(), client);
         }
-        Ok(Self { roles: clients, members, rpc_timeout })
+        Ok(Self { roles: clients, rpc_timeout })
     }
 
     /// The pool of `role`; empty: `default`.
@@ -92,11 +77,6 @@ impl AgentActivities {
                 ),
             )
         })
-    }
-
-    /// Each pool member's health and the calls it was sent.
-    pub fn members(&self) -> &[Arc<Health>] {
-        &self.members
     }
 
     async fn call<T, F>(&self, fut: F) -> Result<T, CallFailure>

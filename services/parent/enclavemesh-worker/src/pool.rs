@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -95,13 +95,11 @@ pub enum PoolError {
 
 /// One member's health, shared by its gate and its checker.
 #[derive(Debug)]
-pub struct Health {
+struct Health {
     role: String,
     addr: Address,
     up: AtomicBool,
     waker: AtomicWaker,
-    /// Calls sent to this member (what a test reads to see the balance).
-    calls: AtomicU64,
 }
 
 impl Health {
@@ -113,7 +111,6 @@ impl Health {
             addr: addr.clone(),
             up: AtomicBool::new(true),
             waker: AtomicWaker::new(),
-            calls: AtomicU64::new(0),
         })
     }
 
@@ -130,19 +127,9 @@ impl Health {
         }
     }
 
-    /// The member's address.
-    pub fn addr(&self) -> &Address {
-        &self.addr
-    }
-
     /// Whether calls may go to it now.
-    pub fn is_up(&self) -> bool {
+    fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
-    }
-
-    /// Calls sent to it so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 }
 
@@ -184,7 +171,6 @@ where
     }
 
     fn call(&mut self, req: Req) -> <Self as Service<Req>>::Future {
-        self.health.calls.fetch_add(1, Ordering::Relaxed);
         let health = self.health.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -198,51 +184,37 @@ where
     }
 }
 
-/// A role's enclaves: the service to build an `AgentServiceClient` on, and each
-/// member's health.
-pub struct AgentPool {
-    pub service: PoolService,
-    pub members: Vec<Arc<Health>>,
-}
-
-impl AgentPool {
-    /// A pool over `addrs`; channels are lazy (nothing is dialed yet). Must run inside
-    /// a tokio runtime when there is more than one address (checkers and the buffer's
-    /// worker are spawned).
+impl PoolService {
+    /// The service of `role`'s enclaves at `addrs`; channels are lazy (nothing is dialed
+    /// yet). Must run inside a tokio runtime when there is more than one address
+    /// (checkers and the buffer's worker are spawned).
     pub fn new(role: &str, addrs: &[Address]) -> Result<Self, PoolError> {
-        let channel = |addr: &Address| {
-            enclavemesh_telemetry::traced_channel(addr).map_err(|source| PoolError::Channel {
-                role: role.to_owned(),
-                addr: addr.clone(),
-                source,
-            })
+        let failed = |addr: &Address| {
+            let (role, addr) = (role.to_owned(), addr.clone());
+            move |source| PoolError::Channel { role, addr, source }
         };
         match addrs {
             [] => Err(PoolError::Empty { role: role.to_owned() }),
-            [one] => Ok(AgentPool {
-                service: PoolService(BoxCloneSyncService::new(channel(one)?)),
-                members: vec![Health::new(role, one)],
-            }),
+            [one] => Ok(PoolService(BoxCloneSyncService::new(
+                enclavemesh_telemetry::traced_channel(one).map_err(failed(one))?,
+            ))),
             many => {
-                let mut members = Vec::with_capacity(many.len());
                 let mut gated = Vec::with_capacity(many.len());
                 for addr in many {
-                    let traced: GrpcTrace<Channel> = channel(addr)?;
+                    let traced: GrpcTrace<Channel> =
+                        enclavemesh_telemetry::traced_channel(addr).map_err(failed(addr))?;
+                    // Health checks on a channel of their own, untraced: a span every
+                    // 500 ms per member would be noise.
+                    let plain = enclavemesh_transport::channel(addr).map_err(failed(addr))?;
                     let health = Health::new(role, addr);
-                    let plain = enclavemesh_transport::channel(addr).map_err(|source| PoolError::Channel {
-                        role: role.to_owned(),
-                        addr: addr.clone(),
-                        source,
-                    })?;
                     spawn_checker(plain, health.clone());
                     gated.push(PendingRequests::new(
-                        HealthGated { inner: traced, health: health.clone() },
+                        HealthGated { inner: traced, health },
                         CompleteOnResponse::default(),
                     ));
-                    members.push(health);
                 }
                 let balance = Balance::new(ServiceList::new(gated));
-                Ok(AgentPool { service: PoolService(BoxCloneSyncService::new(Buffer::new(balance, BUFFER))), members })
+                Ok(PoolService(BoxCloneSyncService::new(Buffer::new(balance, BUFFER))))
             }
         }
     }

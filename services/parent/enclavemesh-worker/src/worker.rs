@@ -54,7 +54,7 @@ pub async fn run_worker(settings: WorkerSettings, shutdown: impl Future<Output =
         (DEFAULT_STEP_ROLE.to_owned(), settings.agent_b.clone()),
     ];
     roles.extend(settings.roles.iter().cloned());
-    let activities = AgentActivities::with_roles(&roles, settings.rpc_timeout)?;
+    let activities = AgentActivities::new(&roles, settings.rpc_timeout)?;
     let runtime =
         Runtime::from_current_tokio(RuntimeOptions::default()).map_err(|e| WorkerError::Runtime(e.to_string()))?;
     tokio::pin!(shutdown);

@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use enclavemesh_proto::limits::MAX_MANIFEST_BYTES;
 use enclavemesh_proto::v1::Manifest;
 
 use crate::types::{MAX_STEPS, WorkflowInput};
@@ -15,9 +16,6 @@ use crate::types::{MAX_STEPS, WorkflowInput};
 /// The role of Init and of each Process step, without a manifest.
 pub const DEFAULT_INIT_ROLE: &str = "agent-a";
 pub const DEFAULT_STEP_ROLE: &str = "agent-b";
-
-/// Largest manifest a workflow input may carry (as the agents accept).
-const MAX_MANIFEST_BYTES: usize = 16 * 1024;
 
 /// The roles of a run, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
