@@ -44,7 +44,12 @@ The docker-free EIF is signed the same way (eif_build), so dev mode reports PCR8
 
 Options:
   --eif                  the docker-free EIF (see above)
-  --binaries-only        --eif: only build the static musl enclave-agent and enclave-init
+  --resource NAME=FILE   --eif/--dev: bake a KMS-sealed resource (enclavemesh seal-resource) into
+                         the image for the agent to open at boot (AGENT_RESOURCES). Measured:
+                         the host can neither swap nor roll back the file; a new file is a
+                         new PCR0. Repeatable.
+  --binaries-only        --eif: only build the static musl enclave-agent and enclave-init (and
+                         the --agent-program, if given)
   --kms-trust FILE       --eif: bake this root (DER) in as the agent's KMS TLS trust
                          instead of the web PKI (dev/QEMU: the dev CA root); measured
   --parent-cid N         --eif: the parent's vsock CID the image expects by default
@@ -53,6 +58,9 @@ Options:
   --dev                  force dev mode
   --nitro                force the Nitro build (fails if docker/nitro-cli are missing)
   --agent-bin PATH       --eif/--dev: put this agent binary in the image instead of building one
+  --agent-program BIN    --eif/--dev: build this workspace binary (static musl) as the image's agent
+                         instead of the ledger's enclave-agent: an agent on the SDK, e.g.
+                         screening-agent (examples/screening-pipeline); use with --role
   --out-dir DIR          default <repo>/build
   --tag TAG              docker tag (default enclavemesh/enclave-agent:<git short sha>)
   --role NAME:KIND       bake the agent's role in (e.g. agent-b:interest): measured, so each
@@ -76,7 +84,8 @@ Prints PCR0 on stdout at the end. Next: scripts/setup-kms-policy.sh --from-build
 EOF
 }
 
-mode="" agent_bin="" out_dir="$EM_ROOT/build" tag="" pin_base=0 kms_trust="" binaries_only=0
+resources=()
+mode="" agent_bin="" agent_program="enclave-agent" out_dir="$EM_ROOT/build" tag="" pin_base=0 kms_trust="" binaries_only=0
 kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key="" role=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -87,6 +96,10 @@ while [[ $# -gt 0 ]]; do
         --kms-trust) kms_trust="${2:?--kms-trust needs a path}"; shift 2 ;;
         --agent-bin) agent_bin="${2:?--agent-bin needs a path}"; shift 2 ;;
         --agent-bin=*) agent_bin="${1#*=}"; shift ;;
+        --agent-program) agent_program="${2:?--agent-program needs a binary name}"; shift 2 ;;
+        --agent-program=*) agent_program="${1#*=}"; shift ;;
+        --resource) resources+=("${2:?--resource needs NAME=FILE}"); shift 2 ;;
+        --resource=*) resources+=("${1#*=}"); shift ;;
         --out-dir) out_dir="${2:?--out-dir needs a path}"; shift 2 ;;
         --out-dir=*) out_dir="${1#*=}"; shift ;;
         --tag) tag="${2:?--tag needs a value}"; shift 2 ;;
@@ -104,9 +117,16 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-if [[ -n "$role" && ! "$role" =~ ^[A-Za-z0-9_-]{1,64}:(ledger-init|interest)$ ]]; then
-    em_die "--role '$role' is not NAME:KIND" "e.g. --role agent-b:interest (KIND: ledger-init or interest)"
+if [[ -n "$role" && ! "$role" =~ ^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}$ ]]; then
+    em_die "--role '$role' is not NAME:KIND" \
+        "e.g. --role agent-b:interest (KIND: one the agent program serves: ledger-init or interest for the ledger)"
 fi
+for r in ${resources[@]+"${resources[@]}"}; do
+    [[ "$r" =~ ^[A-Za-z0-9_-]{1,64}=.+$ && -f "${r#*=}" ]] ||
+        em_die "--resource '$r' is not NAME=FILE of an existing file" "make FILE with enclavemesh seal-resource --name NAME"
+done
+[[ "$agent_program" =~ ^[A-Za-z0-9_-]{1,64}$ ]] || em_die "--agent-program '$agent_program' is not a binary name" \
+    "e.g. --agent-program screening-agent"
 
 dockerfile="$EM_ROOT/enclave-image/Dockerfile"
 base_ref="rust:1.95-alpine"
@@ -160,8 +180,23 @@ resolve_key_arns() {
             "run scripts/setup-kms.sh first (or pass --tsk-file FILE it wrote), or pass --kms-key-arn and --input-key-arn"
 }
 
-# build_musl PACKAGE : a static, stripped, path-independent release binary; prints its path.
+# package_of BIN : the workspace package that has the binary BIN.
+package_of() {
+    (cd "$EM_ROOT" && cargo metadata --locked --no-deps --format-version 1 2>/dev/null) | python3 -c '
+import json, sys
+pkgs = [p["name"] for p in json.load(sys.stdin)["packages"]
+        for t in p["targets"] if "bin" in t["kind"] and t["name"] == sys.argv[1]]
+print(pkgs[0] if pkgs else "")' "$1"
+}
+
+# build_musl BIN : a static, stripped, path-independent release build of the workspace
+# binary BIN (built as part of its own package only, so with that package's features);
+# prints its path.
 build_musl() {
+    local pkg
+    pkg="$(package_of "$1")"
+    [[ -n "$pkg" ]] || em_die "no package of this workspace has a binary '$1'" \
+        "name a [[bin]] of the workspace (cargo metadata --no-deps lists them), e.g. enclave-agent"
     local target_dir="${CARGO_TARGET_DIR:-$EM_ROOT/target}/enclave-musl"
     rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
         rustup target add x86_64-unknown-linux-musl >&2 ||
@@ -170,8 +205,8 @@ build_musl() {
     (cd "$EM_ROOT" && CARGO_TARGET_DIR="$target_dir" CC_x86_64_unknown_linux_musl=musl-gcc CARGO_INCREMENTAL=0 \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_PANIC=abort \
         RUSTFLAGS="-C strip=symbols -C target-feature=+crt-static -C link-arg=-Wl,--build-id=none --remap-path-prefix=$EM_ROOT=/enclavemesh --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src=/crates" \
-        cargo build --locked --release -p "$1" --target x86_64-unknown-linux-musl >&2) ||
-        em_die "cargo build -p $1 (musl) failed" "see the build log above"
+        cargo build --locked --release -p "$pkg" --bin "$1" --target x86_64-unknown-linux-musl >&2) ||
+        em_die "cargo build --bin $1 (musl) failed" "see the build log above (is $1 a binary of the workspace?)"
     printf '%s\n' "$target_dir/x86_64-unknown-linux-musl/release/$1"
 }
 
@@ -189,14 +224,14 @@ if [[ "$mode" == dev ]]; then
 fi
 
 if [[ "$mode" == eif && $binaries_only -eq 1 ]]; then
-    build_musl enclave-agent
+    build_musl "$agent_program"
     build_musl enclave-init
     exit 0
 elif [[ "$mode" == eif ]]; then
     "$EM_ROOT/scripts/enclave-qemu.sh" setup --image-only >&2
     eval "$("$EM_ROOT/scripts/enclave-qemu.sh" paths --image)" # EIF_BUILD, KERNEL, KERNEL_CONFIG, KERNEL_MODULES
     resolve_key_arns
-    [[ -n "$agent_bin" ]] || agent_bin="$(build_musl enclave-agent)"
+    [[ -n "$agent_bin" ]] || agent_bin="$(build_musl "$agent_program")"
     init_bin="$(build_musl enclave-init)"
     work="$(mktemp -d)"
     trap 'rm -rf "$work" "$tmp"' EXIT
@@ -227,6 +262,15 @@ AGENT_CONFIG_FROM_SIDECAR=true
 RUST_LOG=info
 EOT
     [[ -z "$role" ]] || echo "AGENT_IMAGE_ROLE=$role" >>"$app/env"
+    if [[ ${#resources[@]} -gt 0 ]]; then
+        mkdir -p "$app/resources"
+        list=()
+        for r in "${resources[@]}"; do
+            install -m 0444 "${r#*=}" "$app/resources/${r%%=*}.sealed"
+            list+=("${r%%=*}=/resources/${r%%=*}.sealed")
+        done
+        (IFS=';'; echo "AGENT_RESOURCES=${list[*]}") >>"$app/env"
+    fi
     echo /enclave-agent >"$app/cmd"
     pack "$boot" "$work/bootstrap.cpio.gz"
     pack "$app" "$work/app.cpio.gz"

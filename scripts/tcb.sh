@@ -37,8 +37,10 @@ done
 
 cd "$EM_ROOT"
 
-# The programs that run inside the enclave: every package under services/enclave/ with a binary.
-mapfile -t enclave_pkgs < <(for d in services/enclave/*/; do
+# The code that runs inside the enclave: every package under services/enclave/ (the
+# agent SDK, the ledger agent, the init) and every agent system built on the SDK under
+# examples/.
+mapfile -t enclave_pkgs < <(for d in services/enclave/*/ examples/*/; do
     [[ -f "$d/Cargo.toml" ]] && sed -n 's/^name = "\(.*\)"/\1/p' "$d/Cargo.toml" | head -n 1
 done)
 [[ ${#enclave_pkgs[@]} -gt 0 ]] || em_die "no package under services/enclave/" "the enclave's programs live there"
@@ -92,7 +94,7 @@ for pkg in "${enclave_pkgs[@]}"; do
         printf '{"program":"%s","our_rust_lines":%d,"proto_lines":%d,"our_crates":%d,"third_party_crates":%d}\n' \
             "$pkg" "$rust_lines" "$proto_lines" "$crates_ours" "$crates_third"
     else
-        printf 'TCB of %s (services/enclave): %d lines of our Rust in %d crates (%s) + %d lines of proto contracts; %d third-party crates\n' \
+        printf 'TCB of %s (code in the enclave): %d lines of our Rust in %d crates (%s) + %d lines of proto contracts; %d third-party crates\n' \
             "$pkg" "$rust_lines" "$crates_ours" "${names[*]}" "$proto_lines" "$crates_third"
     fi
     for f in "${forbidden[@]}"; do

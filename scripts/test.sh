@@ -61,8 +61,12 @@ cargo build --workspace --bins --locked
 t0=$SECONDS
 echo "==> tools: QEMU enclave runtime (scripts/enclave-qemu.sh setup)"
 scripts/enclave-qemu.sh setup
-echo "==> build: static musl enclave-agent and enclave-init (enclave-image/build.sh --eif --binaries-only)"
+echo "==> build: static musl enclave-agent, enclave-init and the example agents (enclave-image/build.sh --eif --binaries-only)"
 enclave-image/build.sh --eif --binaries-only >/dev/null
+# The agents of examples/screening-pipeline, each its own image (test-kms-scripts.sh).
+for program in intake-agent screening-agent scoring-agent; do
+    enclave-image/build.sh --eif --binaries-only --agent-program "$program" >/dev/null
+done
 echo "    QEMU runtime and enclave binaries ready in $((SECONDS - t0)) s"
 
 echo "==> lint: rustfmt, clippy, shell scripts, compose file, templates, units"
@@ -79,6 +83,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+# nextest does not run doc tests: the SDK's crate example must keep compiling.
+echo "==> doc tests: the agent SDK's example"
+cargo test --doc --locked -p enclavemesh-agent-sdk
 
 # The fuzz targets already ran above on stable (integration-tests/tests/suite/fuzz_replay.rs:
 # corpus + 3000 mutations each). The coverage-guided libFuzzer run needs cargo-fuzz and

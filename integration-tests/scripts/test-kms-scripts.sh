@@ -295,7 +295,7 @@ pcr_role_a="$(pcr0_of "$tmp/role-a/enclave.eif.json")"
 pcr_role_b="$(pcr0_of "$tmp/role-b/enclave.eif.json")"
 check_fails "each role its own PCR0 (a != b)" eq "$pcr_role_a" "$pcr_role_b"
 check_fails "a role image differs from the role-less one" eq "$pcr_role_a" "$pcr_fake"
-check_fails "build.sh --role refuses a bad role" run_to "$out" build_role x agent-b:scoring
+check_fails "build.sh --role refuses a bad role" run_to "$out" build_role x "agent-b:inter est"
 check "the refusal names the form" grep -q "NAME:KIND" "$out"
 check "replace --from-build, one measurements file per role" run_to "$out" setup_policy --from-build \
     --measurements "$tmp/role-a/enclave.eif.json" --measurements "$tmp/role-b/enclave.eif.json"
@@ -303,6 +303,45 @@ check "per-role: list == [a, b]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pc
 check_fails "--remove with two measurements files refused" run_to "$out" setup_policy --remove --from-build \
     --measurements "$tmp/role-a/enclave.eif.json" --measurements "$tmp/role-b/enclave.eif.json"
 check "replace --from-build back to [fake]" run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
+
+# A KMS-sealed resource baked into the image (build.sh --resource) is measured: the host
+# can neither swap it nor roll it back without another PCR0.
+printf 'sealed list, version 1\n' >"$tmp/list-v1.sealed"
+printf 'sealed list, version 2\n' >"$tmp/list-v2.sealed"
+check "build.sh --resource bakes a sealed resource in" \
+    run_to "$out" build_dev "$tmp/fake-agent" "$tmp/res-1" --resource "screening-list=$tmp/list-v1.sealed"
+check "build.sh --resource, another version" \
+    run_to "$out" build_dev "$tmp/fake-agent" "$tmp/res-2" --resource "screening-list=$tmp/list-v2.sealed"
+check_fails "a baked resource changes PCR0" eq "$(pcr0_of "$tmp/res-1/enclave.eif.json")" "$pcr_fake"
+check_fails "another version of the resource: another PCR0" \
+    eq "$(pcr0_of "$tmp/res-1/enclave.eif.json")" "$(pcr0_of "$tmp/res-2/enclave.eif.json")"
+check_fails "build.sh --resource refuses a missing file" \
+    run_to "$out" build_dev "$tmp/fake-agent" "$tmp/res-x" --resource "screening-list=$tmp/no-such-file"
+check "the refusal says what to make" grep -q "seal-resource" "$out"
+
+# Agents on the SDK: each role of examples/screening-pipeline is its own program
+# (build.sh --agent-program BIN, static musl), its image built with its role baked in;
+# three roles, three PCR0s, and the policy allows exactly those.
+build_program() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-program "$1" --out-dir "$2" "${@:3}"; }
+for r in intake screening scoring; do
+    check "build.sh --agent-program $r-agent --role $r:$r" run_to "$out" build_program "$r-agent" "$tmp/ex-$r" --role "$r:$r"
+done
+pcr_in="$(pcr0_of "$tmp/ex-intake/enclave.eif.json")"
+pcr_sc="$(pcr0_of "$tmp/ex-screening/enclave.eif.json")"
+pcr_so="$(pcr0_of "$tmp/ex-scoring/enclave.eif.json")"
+check_fails "intake and screening: two PCR0s" eq "$pcr_in" "$pcr_sc"
+check_fails "screening and scoring: two PCR0s" eq "$pcr_sc" "$pcr_so"
+check_fails "intake and scoring: two PCR0s" eq "$pcr_in" "$pcr_so"
+check_fails "build.sh --agent-program refuses a binary the workspace does not have" \
+    run_to "$out" build_program no-such-agent "$tmp/ex-x"
+check "the refusal names the binary" grep -q "no-such-agent" "$out"
+check "the pipeline's policy, one measurements file per role" run_to "$out" setup_policy --from-build \
+    --measurements "$tmp/ex-intake/enclave.eif.json" --measurements "$tmp/ex-screening/enclave.eif.json" \
+    --measurements "$tmp/ex-scoring/enclave.eif.json"
+check "pipeline: list == [intake, screening, scoring]" \
+    eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_in" "$pcr_sc" "$pcr_so")"
+check "replace --from-build back to [fake] again" \
+    run_to "$out" setup_policy --from-build --measurements "$tmp/build/enclave.eif.json"
 
 # --- --lock: images by PCR8, and nobody may change the policy again ---------------
 pcr8="$(rep 8 96)"

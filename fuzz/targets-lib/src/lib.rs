@@ -12,7 +12,7 @@
 //! and the fuzzer starts deep inside the parsers.
 
 use enclavemesh_attestation::{AttestationDocument, TrustAnchor, Verifier, VerifyError};
-use enclavemesh_proto::v1::{AgentState, AttestRequest, InitRequest, ProcessRequest, RevealRequest, SealedEnvelope};
+use enclavemesh_proto::v1::{AttestRequest, InitRequest, ProcessRequest, RevealRequest, SealedEnvelope, StateFrame};
 use enclavemesh_proto::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, decode_bounded};
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, OpenError, Tsk};
 use std::sync::OnceLock;
@@ -71,7 +71,7 @@ pub fn envelope_open(data: &[u8]) {
         check(&env, &expect, &limits, &r);
         if let Ok(plain) = r {
             // Authentic state: the agent decodes it bounded next.
-            let _ = decode_bounded::<AgentState>(&plain, limits.max_ciphertext_bytes);
+            let _ = decode_bounded::<StateFrame>(&plain, limits.max_ciphertext_bytes);
             // And any single-bit change of the ciphertext must not open.
             if !env.ciphertext.is_empty() {
                 let mut flipped = env.clone();
@@ -159,7 +159,7 @@ pub fn attestation_verify(data: &[u8]) {
 /// Reveal, Attest), the rest is decoded bounded like the gRPC layer does, then
 /// checked like AgentService does before any logic runs: workflow id, field sizes,
 /// and for Process/Reveal the envelope opened against the request's expectation and
-/// the sealed `AgentState` decoded bounded and matched against the header.
+/// the sealed `StateFrame` decoded bounded and matched against the header.
 pub fn agent_request_decode(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else { return };
     match which % 4 {
@@ -200,7 +200,7 @@ fn open_like_the_agent(workflow_id: &str, step: u64, env: Option<&SealedEnvelope
     let r = enclavemesh_sealing::open(ring(), env, &expect, &limits);
     check(env, &expect, &limits, &r);
     if let Ok(plain) = r
-        && let Ok(state) = decode_bounded::<AgentState>(&plain, limits.max_ciphertext_bytes)
+        && let Ok(state) = decode_bounded::<StateFrame>(&plain, limits.max_ciphertext_bytes)
     {
         let _ = state.workflow_id == workflow_id && state.step == step;
     }

@@ -10,7 +10,7 @@ use prost::Message;
 use std::path::Path;
 
 fn sealed(workflow_id: &str, step: u64) -> SealedEnvelope {
-    let state = AgentState { workflow_id: workflow_id.into(), step, ..Default::default() };
+    let state = StateFrame { workflow_id: workflow_id.into(), step, ..Default::default() };
     let header = SealHeader { workflow_id: workflow_id.into(), step, agent: "agent-fuzz".into() };
     enclavemesh_sealing::seal(ring(), &header, &state.encode_to_vec()).expect("seal")
 }
@@ -61,6 +61,7 @@ pub fn write_all(fuzz_dir: &Path) -> std::io::Result<()> {
         expected_step: 3,
         state: Some(env3),
         field: RevealField::Balance as i32,
+        ..Default::default()
     };
     write("agent_request_decode", "reveal", &tagged(2, reveal.encode_to_vec()))?;
     let attest = AttestRequest { nonce: vec![9; 32], user_data: vec![] };

@@ -103,6 +103,7 @@ async fn audit_log_is_complete_plaintext_free_and_tamper_evident() {
             expected_step: 3,
             state: Some(env),
             field: RevealField::SecretNote as i32,
+            ..Default::default()
         })
         .await
         .unwrap()

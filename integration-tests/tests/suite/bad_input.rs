@@ -535,6 +535,7 @@ async fn envelope_under_another_key_version_or_key_id_is_refused_typed() {
             expected_step: 0,
             state: Some(v99),
             field: RevealField::Balance as i32,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -48,9 +48,7 @@ fn kms_blob(sealed: SealedInput) -> Vec<u8> {
 
 fn owner_input(mesh: &DevMesh, balance: i64) -> Vec<u8> {
     WorkflowInput {
-        initial_balance: balance,
-        rate_bps: 100,
-        secret_note: String::new(),
+        input: LedgerInput { initial_balance: balance, rate_bps: 100, secret_note: String::new() }.encode_to_vec(),
         owner_public_key: mesh.owner_key.public().to_vec(),
         ..Default::default()
     }
@@ -137,7 +135,10 @@ async fn init_refuses_every_input_the_owner_did_not_seal_for_this_workflow() {
         .await;
     assert_eq!(r.unwrap_err().code(), Some("AccessDeniedException"), "the host gets an input data key");
     // An owner input without an owner key to seal results to.
-    let no_key = WorkflowInput { initial_balance: 5, rate_bps: 1, ..Default::default() };
+    let no_key = WorkflowInput {
+        input: LedgerInput { initial_balance: 5, rate_bps: 1, ..Default::default() }.encode_to_vec(),
+        ..Default::default()
+    };
     let blob =
         kms_blob(enclavemesh_owner::seal_input(&owner, &mesh.tsk.input_key_arn, "wf-keyless", &no_key).await.unwrap());
     let e = a
@@ -210,6 +211,7 @@ async fn rerunning_an_older_step_forks_but_yields_only_ciphertext_and_is_on_the_
                 expected_step: state.step,
                 state: Some(state),
                 field: RevealField::Balance as i32,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -225,7 +227,7 @@ async fn rerunning_an_older_step_forks_but_yields_only_ciphertext_and_is_on_the_
     assert_eq!(mesh.open_reveal(wf, 1, &r_fork), mesh.open_reveal(wf, 1, &r_orig), "same value as the original");
     let stranger = enclavemesh_owner::OwnerKey::generate();
     let sealed = r_fork.result.as_ref().unwrap();
-    assert!(enclavemesh_owner::open_result(&stranger, wf, 1, RevealField::Balance, sealed).is_err());
+    assert!(enclavemesh_owner::open_result(&stranger, wf, 1, RevealField::Balance.as_str_name(), sealed).is_err());
     // The fork cannot be merged back: step 2's envelope is not a continuation of it.
     let e = b
         .process(ProcessRequest { workflow_id: wf.into(), expected_step: 1, state: Some(s2), ..Default::default() })

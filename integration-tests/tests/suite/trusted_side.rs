@@ -95,7 +95,7 @@ async fn grpcurl_through_bridge_lists_and_runs_init_then_process() {
     assert!(!contains_secret(&result.ciphertext, b"105000"));
     // The owner's key opens it, on the client; another key, or another binding, does not.
     let open = |key: &enclavemesh_owner::OwnerKey, wf: &str, step: u64, field: RevealField| {
-        enclavemesh_owner::open_result(key, wf, step, field, &result).map(|v| v.to_string())
+        enclavemesh_owner::open_result(key, wf, step, field.as_str_name(), &result).map(|v| v.to_string())
     };
     assert_eq!(open(&mesh.owner_key, "wf-grpcurl", 1, RevealField::Balance).unwrap(), "105000");
     let stranger = enclavemesh_owner::OwnerKey::generate();

@@ -18,6 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("enclavemesh_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
+    // Plaintext inputs and the ledger example's state are wiped on drop (the agent SDK
+    // requires `Zeroize` of a role's Input and State).
+    let mut build = tonic_prost_build::configure().build_server(true).build_client(true);
+    for m in ["WorkflowInput", "LedgerInput", "LedgerState", "StepRecord"] {
+        build = build.message_attribute(format!(".enclavemesh.v1.{m}"), "#[derive(zeroize::Zeroize)]");
+    }
+    build.compile_fds(fds)?;
     Ok(())
 }

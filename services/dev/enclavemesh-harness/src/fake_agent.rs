@@ -142,7 +142,11 @@ impl AgentService for Svc {
             state.step.to_string().as_bytes(),
         )
         .map_err(|e| Refusal::Internal.status(e.to_string()))?;
-        Ok(Response::new(RevealResponse { field: r.field, result: Some(result) }))
+        Ok(Response::new(RevealResponse {
+            field: r.field,
+            field_name: field.as_str_name().to_string(),
+            result: Some(result),
+        }))
     }
 
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {

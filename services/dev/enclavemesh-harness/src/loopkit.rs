@@ -309,3 +309,48 @@ pub fn assert_history_exactly_once_by(
     assert_eq!(balance, expected_balance(initial, bps, steps));
     records.into_iter().map(|r| r.1).collect()
 }
+
+/// What `enclavemesh trigger` reported for a run of an SDK pipeline.
+pub struct PipelineRun {
+    /// Process steps after Init (from the manifest).
+    pub steps: u64,
+    /// The disclosed field's value, opened with the owner's key.
+    pub revealed: String,
+}
+
+/// `enclavemesh trigger --manifest MANIFEST --input-file INPUT --reveal-agent AGENT
+/// --reveal-field FIELD` as the data owner, for workflow `wf`; asserts it completed.
+#[allow(clippy::too_many_arguments)]
+pub fn trigger_pipeline(
+    temporal: &Temporal,
+    queue: &str,
+    mesh: &DevMesh,
+    wf: &str,
+    manifest: &Path,
+    input: &Path,
+    reveal_agent: &str,
+    field: &str,
+) -> PipelineRun {
+    let args = [
+        "trigger",
+        "--workflow-id",
+        wf,
+        "--manifest",
+        &manifest.display().to_string(),
+        "--input-file",
+        &input.display().to_string(),
+        "--reveal-agent",
+        reveal_agent,
+        "--reveal-field",
+        field,
+    ];
+    let (ok, lines, all) = temporal.cli_with_env(queue, &args, &mesh.owner_env());
+    assert!(ok, "trigger {wf}: {all}");
+    let event = |name: &str| lines.iter().find(|v| v["event"] == name).unwrap_or_else(|| panic!("no {name} in {all}"));
+    let revealed = event("revealed");
+    assert_eq!(revealed["field"], field, "{all}");
+    PipelineRun {
+        steps: event("started")["steps"].as_u64().unwrap_or_else(|| panic!("{all}")),
+        revealed: revealed["value"].as_str().unwrap_or_else(|| panic!("{all}")).to_string(),
+    }
+}

@@ -3,7 +3,8 @@
 use crate::kms::{self, PolicyMode, Principals, TestTsk};
 use crate::proc::{Proc, bin_path, free_port, wait_for};
 use base64::Engine;
-use enclavemesh_proto::v1::{InitRequest, RevealResponse, SealedInput, WorkflowInput};
+use enclavemesh_proto::v1::{InitRequest, LedgerInput, RevealResponse, SealedInput, WorkflowInput};
+use prost::Message as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -94,12 +95,16 @@ impl DevMesh {
         note: &str,
         manifest_sha256: &[u8],
     ) -> SealedInput {
+        let ledger = LedgerInput { initial_balance: balance, rate_bps, secret_note: note.to_string() };
+        self.sealed_role_input(workflow_id, &ledger.encode_to_vec(), manifest_sha256).await
+    }
+    /// The owner's sealed input for any first role: its encoded `Input` message, bound to
+    /// the manifest with this digest (empty: none).
+    pub async fn sealed_role_input(&self, workflow_id: &str, role_input: &[u8], manifest_sha256: &[u8]) -> SealedInput {
         let input = WorkflowInput {
-            initial_balance: balance,
-            rate_bps,
-            secret_note: note.to_string(),
             owner_public_key: self.owner_key.public().to_vec(),
             manifest_sha256: manifest_sha256.to_vec(),
+            input: role_input.to_vec(),
         };
         enclavemesh_owner::seal_input(&self.owner_kms().await, &self.tsk.input_key_arn, workflow_id, &input)
             .await
@@ -122,7 +127,8 @@ impl DevMesh {
     /// Opens a Reveal answer with the owner's key.
     pub fn open_reveal(&self, workflow_id: &str, step: u64, resp: &RevealResponse) -> String {
         let sealed = resp.result.as_ref().expect("a sealed result");
-        enclavemesh_owner::open_result(&self.owner_key, workflow_id, step, resp.field(), sealed)
+        let field = if resp.field_name.is_empty() { resp.field().as_str_name() } else { resp.field_name.as_str() };
+        enclavemesh_owner::open_result(&self.owner_key, workflow_id, step, field, sealed)
             .expect("the owner opens the result")
             .to_string()
     }
@@ -277,8 +283,25 @@ impl DevMesh {
         sidecar: &str,
         bootstrap_timeout_secs: u64,
     ) -> (Command, PathBuf) {
-        let sock = self.dir.path().join(format!("{name}.sock"));
-        let mut cmd = Command::new(bin_path("enclave-agent"));
+        self.program_command("enclave-agent", name, name, kind, pcr0, sidecar, bootstrap_timeout_secs)
+    }
+
+    /// Command line for an agent `program` built on the SDK (e.g. `screening-agent`), in
+    /// simulated mode on the unix socket `<label>.sock`. Without `pcr0` it reports its
+    /// own binary's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn program_command(
+        &self,
+        program: &str,
+        label: &str,
+        name: &str,
+        kind: &str,
+        pcr0: Option<&str>,
+        sidecar: &str,
+        bootstrap_timeout_secs: u64,
+    ) -> (Command, PathBuf) {
+        let sock = self.dir.path().join(format!("{label}.sock"));
+        let mut cmd = Command::new(bin_path(program));
         cmd.arg("--listen")
             .arg(format!("unix://{}", sock.display()))
             .arg("--name")
@@ -311,6 +334,18 @@ impl DevMesh {
     /// Starts an agent and waits until it serves.
     pub fn start_agent(&self, name: &str, kind: &str, pcr0: Option<&str>) -> (Proc, PathBuf) {
         let (cmd, sock) = self.agent_command(name, kind, pcr0);
+        self.spawn_serving(name, cmd, sock)
+    }
+
+    /// Starts an SDK agent `program` (its own measurement) as `name` with `extra`
+    /// arguments, on `<label>.sock`, and waits until it serves.
+    pub fn start_program(&self, program: &str, label: &str, name: &str, kind: &str, extra: &[&str]) -> (Proc, PathBuf) {
+        let (mut cmd, sock) = self.program_command(program, label, name, kind, None, &self.sidecar_addr, 20);
+        cmd.args(extra);
+        self.spawn_serving(label, cmd, sock)
+    }
+
+    fn spawn_serving(&self, name: &str, cmd: Command, sock: PathBuf) -> (Proc, PathBuf) {
         let mut p = Proc::spawn(name, cmd, self.dir.path());
         wait_for(&format!("{name} socket"), Duration::from_secs(60), || {
             p.assert_running();

@@ -9,8 +9,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
-/// Path of a workspace binary.
+/// Path of a workspace binary (or `name` itself, when it is a path).
 pub fn bin_path(name: &str) -> PathBuf {
+    if name.contains('/') {
+        return PathBuf::from(name);
+    }
     let dir = std::env::var_os("ENCLAVEMESH_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -132,4 +135,12 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The PCR0 an SDK agent `program` reports in simulated mode (its `measure`).
+pub fn measured_pcr0(program: &str) -> String {
+    let out = std::process::Command::new(bin_path(program)).arg("measure").output().expect("measure runs");
+    assert!(out.status.success(), "{program} measure: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("measure prints JSON");
+    v["Measurements"]["PCR0"].as_str().expect("a PCR0").to_string()
 }

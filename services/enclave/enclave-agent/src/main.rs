@@ -1,28 +1,8 @@
-use clap::Parser;
-use enclave_agent::config::{Cli, Command};
+//! The ledger example, served by the agent SDK: one program with two roles, chosen by
+//! `--kind`, the image's measured role, or the parent's assignment.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Measure { binary, signing_cert }) => {
-            let binary = match binary {
-                Some(b) => b,
-                None => std::env::current_exe()?,
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&enclave_agent::measurements_json(&binary, signing_cert.as_deref())?)?
-            );
-            Ok(())
-        }
-        None => {
-            let _telemetry = enclavemesh_telemetry::init("enclave-agent");
-            let result = enclave_agent::run(cli.serve, enclavemesh_transport::shutdown_signal()).await;
-            if let Err(e) = &result {
-                tracing::error!("{e}");
-            }
-            Ok(result?)
-        }
-    }
+mod ledger;
+
+fn main() -> std::process::ExitCode {
+    enclavemesh_agent_sdk::serve_kinds(&[ledger::INTEREST, ledger::LEDGER_INIT], ledger::Ledger::of_kind)
 }

@@ -18,7 +18,7 @@ pub trait Nsm: Send + Sync {
     /// Current value of PCR `index` (48 bytes, SHA-384 bank).
     fn describe_pcr(&self, index: u16) -> Result<Vec<u8>, NsmError>;
 
-    /// "nitro" or "simulated" (for logs, metrics and `AgentState`).
+    /// "nitro" or "simulated" (for logs, metrics and `Describe`).
     fn kind(&self) -> &'static str;
 }
 

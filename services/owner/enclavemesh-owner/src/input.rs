@@ -34,14 +34,38 @@ pub async fn seal_input(
     workflow_id: &str,
     input: &WorkflowInput,
 ) -> Result<SealedInput, OwnerError> {
-    let plain = Zeroizing::new(input.encode_to_vec());
+    seal_bytes(kms, input_key, workflow_id, &Zeroizing::new(input.encode_to_vec())).await
+}
+
+/// The workflow slot of a resource's encryption context, before its name (the agent SDK
+/// opens `resource:NAME`, and no workflow id may start with it).
+pub const RESOURCE_PREFIX: &str = "resource:";
+
+/// Seals `bytes` as the resource `name` (`--resource NAME=FILE` of an agent): under the
+/// input key, with `resource:NAME` in the workflow slot, so it opens only as that
+/// resource, only in an attested enclave.
+pub async fn seal_resource(
+    kms: &aws_sdk_kms::Client,
+    input_key: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<SealedInput, OwnerError> {
+    seal_bytes(kms, input_key, &format!("{RESOURCE_PREFIX}{name}"), bytes).await
+}
+
+async fn seal_bytes(
+    kms: &aws_sdk_kms::Client,
+    input_key: &str,
+    workflow_id: &str,
+    plain: &[u8],
+) -> Result<SealedInput, OwnerError> {
     let context = kms_context::input(workflow_id);
     let kms_error = |op, detail| OwnerError::Kms { op, workflow_id: workflow_id.to_string(), detail };
     let sealed = if plain.len() <= MAX_KMS_PLAINTEXT {
         let out = kms
             .encrypt()
             .key_id(input_key)
-            .plaintext(Blob::new(plain.as_slice()))
+            .plaintext(Blob::new(plain))
             .set_encryption_context(Some(context))
             .send()
             .await
@@ -67,7 +91,7 @@ pub async fn seal_input(
             .map(|b| b.as_ref().to_vec())
             .ok_or_else(|| kms_error("GenerateDataKey", "no CiphertextBlob".into()))?;
         let (nonce, ciphertext) =
-            enclavemesh_sealing::owner::seal_input(&data_key, workflow_id, &plain).map_err(OwnerError::Seal)?;
+            enclavemesh_sealing::owner::seal_input(&data_key, workflow_id, plain).map_err(OwnerError::Seal)?;
         sealed_input::Sealed::DataKey(DataKeySealed { encrypted_data_key, nonce, ciphertext })
     };
     Ok(SealedInput { sealed: Some(sealed) })

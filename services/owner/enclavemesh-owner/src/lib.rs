@@ -18,7 +18,7 @@ pub mod kms;
 pub mod manifest;
 pub mod result;
 
-pub use input::seal_input;
+pub use input::{RESOURCE_PREFIX, seal_input, seal_resource};
 pub use key::OwnerKey;
 pub use result::open_result;
 

@@ -35,9 +35,6 @@ use prost::Message as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// Kinds an agent can be (the built-in logics).
-const KINDS: [&str; 2] = ["ledger-init", "interest"];
-
 /// Why a manifest was refused; each names the line of thought to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -120,8 +117,10 @@ pub fn compile(text: &str) -> Result<Compiled, ManifestError> {
         if !names.insert(r.name.as_str()) {
             return bad(format!("role '{}' is named twice", r.name));
         }
-        if !KINDS.contains(&r.kind.as_str()) {
-            return bad(format!("role '{}' has kind '{}'; one of {KINDS:?}", r.name, r.kind));
+        // Any kind an agent program serves (the ledger's ledger-init / interest, or an SDK
+        // agent's own): the agent checks its kind against the manifest at every call.
+        if !enclavemesh_proto::limits::is_agent_name(&r.kind) {
+            return bad(format!("role '{}' has kind '{}'; a kind is 1 to 64 of A-Z a-z 0-9 - _", r.name, r.kind));
         }
         if let Some(p) = r.pcr0.iter().find(|p| p.len() != 96 || !p.bytes().all(|b| b.is_ascii_hexdigit())) {
             return bad(format!("role '{}': PCR0 '{p}' is not 96 hex digits (SHA-384)", r.name));
@@ -212,7 +211,7 @@ repeat = 3
     #[test]
     fn a_manifest_the_agents_would_refuse_is_refused_here() {
         let cases = [
-            (LEDGER.replace("kind = \"interest\"", "kind = \"scoring\""), "kind"),
+            (LEDGER.replace("kind = \"interest\"", "kind = \"sco ring\""), "kind"),
             (LEDGER.replace("name = \"agent-b\"", "name = \"agent-a\""), "named twice"),
             (LEDGER.replace("[\"agent-b\", \"agent-b\"]", "[\"agent-b\", \"agent-c\"]"), "agent-c"),
             (LEDGER.replace("[\"agent-b\", \"agent-b\"]", "[\"agent-a\", \"agent-a\"]"), "repeats"),

@@ -72,6 +72,10 @@ enum Command {
     /// Seal a workflow input for one workflow id (for an owner who is not the one who
     /// triggers: `trigger --sealed-input FILE --workflow-id ID`). Prints it base64.
     SealInput(SealInputArgs),
+    /// Seal private data an agent needs at boot (e.g. a screening list) under the input
+    /// key, as the resource NAME: give the file to the agent as `--resource NAME=FILE`.
+    /// It opens only in an attested enclave, and only as NAME.
+    SealResource(SealResourceArgs),
     /// Fetch an agent's tamper-evident audit trail (`audit fetch --agent ADDR > FILE`) or
     /// check one (`audit verify FILE`): names the first removed, edited or reordered record.
     Audit(audit::AuditArgs),
@@ -109,6 +113,9 @@ struct TriggerArgs {
     /// Agent the final balance is revealed through (sealed to the owner key, opened here).
     #[arg(long, env = "ENCLAVEMESH_REVEAL_AGENT", default_value = "tcp://127.0.0.1:5005")]
     reveal_agent: Address,
+    /// The field revealed at the end (the ledger's balance by default; e.g. score).
+    #[arg(long, default_value = "balance")]
+    reveal_field: owner::Field,
     /// Do not reveal the final balance.
     #[arg(long)]
     no_reveal: bool,
@@ -125,8 +132,9 @@ struct RevealArgs {
     /// Agent address holding the key (vsock://CID:PORT, unix:///path, tcp://host:port).
     #[arg(long, env = "ENCLAVEMESH_REVEAL_AGENT")]
     agent: Address,
-    /// Field to reveal.
-    #[arg(long, value_enum)]
+    /// Field to reveal: the ledger's balance, step, rate-bps, history-digest, secret-note
+    /// or history, or any name the final role discloses (e.g. score).
+    #[arg(long)]
     field: owner::Field,
     /// The owner's key file the result is opened with.
     #[arg(long, env = "ENCLAVEMESH_OWNER_KEY")]
@@ -166,6 +174,21 @@ struct SealInputArgs {
     out: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct SealResourceArgs {
+    /// The resource's name, as the agent's `--resource NAME=FILE` names it.
+    #[arg(long)]
+    name: String,
+    /// The plaintext to seal (at most 60 KiB).
+    #[arg(long)]
+    file: std::path::PathBuf,
+    #[command(flatten)]
+    owner: owner::OwnerArgs,
+    /// Write it here instead of stdout.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cfg = Config::parse();
@@ -177,6 +200,7 @@ async fn main() -> ExitCode {
         Command::Reveal(args) => reveal(&cfg, args, &out).await,
         Command::Keygen(args) => keygen(args, &out),
         Command::SealInput(args) => seal_input(args).await,
+        Command::SealResource(args) => seal_resource(args).await,
         Command::Audit(args) => audit::run(args, cfg.json).await,
         Command::Load(args) => load::run(&cfg.temporal, &cfg.task_queue, args, cfg.json).await,
         Command::Verify(args) => verify::run(args).await,
@@ -364,7 +388,7 @@ async fn reveal_balance(
     o: &WorkflowOutput,
     out: &Out,
 ) {
-    let field = owner::Field::Balance;
+    let field = &args.reveal_field;
     let opened = match SealedEnvelope::try_from(&o.final_envelope) {
         Ok(state) => owner::reveal(&args.reveal_agent, key, workflow_id, state, field, Duration::from_secs(10)).await,
         Err(e) => Err(e.into()),
@@ -372,14 +396,18 @@ async fn reveal_balance(
     match opened {
         Ok(Ok(value)) => out.final_balance(workflow_id, o.final_envelope.step, field.name(), &value),
         Ok(Err(f)) => out.error(&format!(
-            "the balance was not revealed ({}: {}); retry: enclavemesh reveal --agent ADDR --field balance --workflow-id {workflow_id}",
+            "the {} was not revealed ({}: {}); retry: enclavemesh reveal --agent ADDR --field {} --workflow-id {workflow_id}",
+            field.name(),
             f.kind.label(),
-            f.message
+            f.message,
+            field.name()
         )),
         Err(e) => out.error(&format!(
-            "the balance was not revealed through {} ({e:#}); retry: enclavemesh reveal --agent ADDR --field balance \
+            "the {} was not revealed through {} ({e:#}); retry: enclavemesh reveal --agent ADDR --field {} \
              --workflow-id {workflow_id}",
-            args.reveal_agent
+            field.name(),
+            args.reveal_agent,
+            field.name()
         )),
     }
 }
@@ -408,7 +436,7 @@ async fn reveal(cfg: &Config, args: &RevealArgs, out: &Out) -> anyhow::Result<u8
     };
     let state = SealedEnvelope::try_from(&envelope)?;
     let timeout = Duration::from_secs(args.rpc_timeout_secs.max(1));
-    match owner::reveal(&args.agent, &key, &args.workflow_id, state, args.field, timeout).await? {
+    match owner::reveal(&args.agent, &key, &args.workflow_id, state, &args.field, timeout).await? {
         Ok(value) => {
             out.revealed(&args.workflow_id, envelope.step, args.field.name(), &value);
             Ok(0)
@@ -432,7 +460,16 @@ async fn seal_input(args: &SealInputArgs) -> anyhow::Result<u8> {
     let key = args.owner.key()?;
     let manifest = args.input.run_manifest()?;
     let sealed = args.owner.seal(&key, &args.workflow_id, &args.input, &manifest.sha256).await?;
-    match &args.out {
+    write_sealed(args.out.as_deref(), &sealed)
+}
+
+async fn seal_resource(args: &SealResourceArgs) -> anyhow::Result<u8> {
+    let sealed = args.owner.seal_resource(&args.name, &args.file).await?;
+    write_sealed(args.out.as_deref(), &sealed)
+}
+
+fn write_sealed(out: Option<&std::path::Path>, sealed: &str) -> anyhow::Result<u8> {
+    match out {
         Some(path) => {
             std::fs::write(path, format!("{sealed}\n")).with_context(|| format!("writing {}", path.display()))?
         }

@@ -174,7 +174,8 @@ impl Out {
         if self.json {
             self.revealed(workflow_id, step, field, value);
         } else {
-            println!("  final balance:         {value} (sealed by the agent to the owner key, opened here)");
+            let label = format!("final {}:", if field == "balance" { "balance" } else { field });
+            println!("  {label:<22} {value} (sealed by the agent to the owner key, opened here)");
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use enclavemesh_owner::OwnerKey;
 use enclavemesh_owner::kms::KmsTarget;
 use enclavemesh_proto::v1::agent_service_client::AgentServiceClient;
@@ -51,6 +51,11 @@ pub struct InputArgs {
     /// A private note carried in the state. Sealed.
     #[arg(long, default_value = "")]
     pub note: String,
+    /// The first role's Input message, encoded (binary protobuf), for agents other than
+    /// the ledger; replaces --initial-balance/--rate-bps/--note. E.g. `protoc
+    /// --encode=PKG.Input input.proto < input.txt > input.bin`. Sealed.
+    #[arg(long, env = "ENCLAVEMESH_INPUT_FILE")]
+    pub input_file: Option<std::path::PathBuf>,
     /// The workflow's manifest (TOML: roles, their images, who may hand state to whom,
     /// the pipeline; see the README's "Manifests"). Its SHA-256 is sealed in the input,
     /// so the agents refuse any other topology the host tries.
@@ -71,6 +76,27 @@ pub struct RunManifest {
 }
 
 impl InputArgs {
+    /// The first role's encoded Input: `--input-file`, else the ledger's from the flags.
+    pub fn role_input(&self) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        match self.input_file.as_deref() {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading --input-file {}", path.display()))?;
+                if bytes.len() > 60 * 1024 {
+                    bail!("--input-file {} is {} bytes; an input is at most 60 KiB", path.display(), bytes.len());
+                }
+                Ok(Zeroizing::new(bytes))
+            }
+            None => {
+                let ledger = Zeroizing::new(enclavemesh_proto::v1::LedgerInput {
+                    initial_balance: self.initial_balance,
+                    rate_bps: self.rate_bps,
+                    secret_note: self.note.clone(),
+                });
+                Ok(Zeroizing::new(ledger.encode_to_vec()))
+            }
+        }
+    }
+
     /// The `--manifest` file, compiled (empty without one).
     pub fn run_manifest(&self) -> anyhow::Result<RunManifest> {
         let Some(path) = self.manifest.as_deref() else { return Ok(RunManifest::default()) };
@@ -84,39 +110,60 @@ impl InputArgs {
     }
 }
 
-/// Reveal's fields, as the CLI spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// A field to reveal: one of the ledger's (balance, step, rate-bps, history-digest,
+/// secret-note, history), or any other name a role discloses (e.g. `score`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
-    Balance,
-    Step,
-    #[value(alias = "rate_bps")]
-    RateBps,
-    #[value(alias = "history_digest")]
-    HistoryDigest,
-    #[value(alias = "secret_note")]
-    SecretNote,
-    History,
+    Ledger(RevealField),
+    Named(String),
+}
+
+impl std::str::FromStr for Field {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ledger = match s {
+            "balance" => Some(RevealField::Balance),
+            "step" => Some(RevealField::Step),
+            "rate-bps" | "rate_bps" => Some(RevealField::RateBps),
+            "history-digest" | "history_digest" => Some(RevealField::HistoryDigest),
+            "secret-note" | "secret_note" => Some(RevealField::SecretNote),
+            "history" => Some(RevealField::History),
+            _ => None,
+        };
+        match ledger {
+            Some(f) => Ok(Field::Ledger(f)),
+            None if enclavemesh_proto::limits::is_agent_name(s) => Ok(Field::Named(s.to_string())),
+            None => Err(format!("'{s}' is not a field name (1 to 64 of A-Z a-z 0-9 - _)")),
+        }
+    }
 }
 
 impl Field {
-    pub fn wire(self) -> RevealField {
+    /// The request's `field` and `field_name`.
+    fn request(&self) -> (i32, String) {
         match self {
-            Field::Balance => RevealField::Balance,
-            Field::Step => RevealField::Step,
-            Field::RateBps => RevealField::RateBps,
-            Field::HistoryDigest => RevealField::HistoryDigest,
-            Field::SecretNote => RevealField::SecretNote,
-            Field::History => RevealField::History,
+            Field::Ledger(f) => (*f as i32, String::new()),
+            Field::Named(n) => (RevealField::Unspecified as i32, n.clone()),
         }
     }
-    pub fn name(self) -> &'static str {
+    /// The name the result's AAD binds.
+    fn bound(&self) -> &str {
         match self {
-            Field::Balance => "balance",
-            Field::Step => "step",
-            Field::RateBps => "rate_bps",
-            Field::HistoryDigest => "history_digest",
-            Field::SecretNote => "secret_note",
-            Field::History => "history",
+            Field::Ledger(f) => f.as_str_name(),
+            Field::Named(n) => n,
+        }
+    }
+    /// The name as printed.
+    pub fn name(&self) -> &str {
+        match self {
+            Field::Ledger(RevealField::Balance) => "balance",
+            Field::Ledger(RevealField::Step) => "step",
+            Field::Ledger(RevealField::RateBps) => "rate_bps",
+            Field::Ledger(RevealField::HistoryDigest) => "history_digest",
+            Field::Ledger(RevealField::SecretNote) => "secret_note",
+            Field::Ledger(RevealField::History) => "history",
+            Field::Ledger(RevealField::Unspecified) => "unspecified",
+            Field::Named(n) => n,
         }
     }
 }
@@ -147,18 +194,31 @@ impl OwnerArgs {
         input: &InputArgs,
         manifest_sha256: &[u8],
     ) -> anyhow::Result<String> {
-        let plain = WorkflowInput {
-            initial_balance: input.initial_balance,
-            rate_bps: input.rate_bps,
-            secret_note: input.note.clone(),
+        let role_input = input.role_input()?;
+        let plain = Zeroizing::new(WorkflowInput {
             owner_public_key: key.public().to_vec(),
             manifest_sha256: manifest_sha256.to_vec(),
-        };
+            input: role_input.to_vec(),
+        });
         let kms = self.kms().await?;
         let sealed = enclavemesh_owner::seal_input(&kms, &self.input_key, workflow_id, &plain).await;
-        let mut plain = plain;
-        zeroize::Zeroize::zeroize(&mut plain.secret_note);
         Ok(B64.encode(sealed?.encode_to_vec()))
+    }
+}
+
+impl OwnerArgs {
+    /// Seals the file at `path` as the resource `name`: base64 of the SealedInput.
+    pub async fn seal_resource(&self, name: &str, path: &Path) -> anyhow::Result<String> {
+        if !enclavemesh_proto::limits::is_agent_name(name) {
+            bail!("--name '{name}' is not a resource name (1 to 64 of A-Z a-z 0-9 - _)");
+        }
+        let bytes = Zeroizing::new(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        if bytes.len() > 60 * 1024 {
+            bail!("{} is {} bytes; a resource is at most 60 KiB", path.display(), bytes.len());
+        }
+        let kms = self.kms().await?;
+        let sealed = enclavemesh_owner::seal_resource(&kms, &self.input_key, name, &bytes).await?;
+        Ok(B64.encode(sealed.encode_to_vec()))
     }
 }
 
@@ -182,7 +242,7 @@ pub async fn reveal(
     key: &OwnerKey,
     workflow_id: &str,
     state: SealedEnvelope,
-    field: Field,
+    field: &Field,
     timeout: Duration,
 ) -> anyhow::Result<Result<Zeroizing<String>, CallFailure>> {
     let step = state.step;
@@ -191,7 +251,8 @@ pub async fn reveal(
         workflow_id: workflow_id.to_string(),
         expected_step: step,
         state: Some(state),
-        field: field.wire() as i32,
+        field: field.request().0,
+        field_name: field.request().1,
     });
     req.set_timeout(timeout);
     let resp = match tokio::time::timeout(timeout, client.reveal(req)).await {
@@ -200,5 +261,5 @@ pub async fn reveal(
         Err(_) => bail!("Reveal on {agent} did not answer within {timeout:?}"),
     };
     let sealed = resp.result.context("the agent's Reveal answer holds no sealed result")?;
-    Ok(Ok(enclavemesh_owner::open_result(key, workflow_id, step, field.wire(), &sealed)?))
+    Ok(Ok(enclavemesh_owner::open_result(key, workflow_id, step, field.bound(), &sealed)?))
 }

@@ -32,15 +32,18 @@ pub enum Selector {
 pub struct AgentRole {
     pub selector: Selector,
     pub name: String,
-    pub kind: AgentKind,
+    /// The kind as the agent's `--kind` spells it: the ledger's `ledger-init` /
+    /// `interest`, or an SDK agent's own (e.g. `screening`). The agent refuses a kind its
+    /// program does not serve.
+    pub kind: String,
 }
 
-/// `ledger-init` / `interest`, as the agent's own `--kind` spells them.
-fn parse_kind(s: &str) -> Option<AgentKind> {
+/// The ledger's kinds also go out as the wire enum (agents before `kind_name`).
+fn wire_kind(s: &str) -> AgentKind {
     match s {
-        "ledger-init" => Some(AgentKind::LedgerInit),
-        "interest" => Some(AgentKind::Interest),
-        _ => None,
+        "ledger-init" => AgentKind::LedgerInit,
+        "interest" => AgentKind::Interest,
+        _ => AgentKind::Unspecified,
     }
 }
 
@@ -50,7 +53,8 @@ impl FromStr for AgentRole {
     fn from_str(s: &str) -> Result<Self, String> {
         let usage = || {
             format!(
-                "'{s}': expected CID=NAME:KIND or *=NAME:KIND (KIND ledger-init or interest), e.g. 16=agent-a:ledger-init"
+                "'{s}': expected CID=NAME:KIND or *=NAME:KIND (KIND as the agent's --kind: ledger-init, interest, or \
+                 an SDK agent's own), e.g. 16=agent-a:ledger-init"
             )
         };
         let (sel, role) = s.split_once('=').ok_or_else(usage)?;
@@ -60,11 +64,10 @@ impl FromStr for AgentRole {
             cid => Selector::Cid(cid.parse().map_err(|_| usage())?),
         };
         // The agent checks what it is handed by the same rule (enclavemesh_proto::limits).
-        if !is_agent_name(name.trim()) {
+        if !is_agent_name(name.trim()) || !is_agent_name(kind.trim()) {
             return Err(usage());
         }
-        let kind = parse_kind(kind.trim()).ok_or_else(usage)?;
-        Ok(AgentRole { selector, name: name.trim().to_string(), kind })
+        Ok(AgentRole { selector, name: name.trim().to_string(), kind: kind.trim().to_string() })
     }
 }
 
@@ -114,8 +117,13 @@ impl AgentDirectory {
             return Err(unreadable(format!("{len} bytes, more than {MAX_TSK_FILE_BYTES}")));
         }
         let tsk_file = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-        tracing::info!(agent = %role.name, kind = role.kind.as_str_name(), peer = %who, "agent configuration handed out");
-        Ok(AgentConfigResponse { name: role.name.clone(), kind: role.kind as i32, tsk_file })
+        tracing::info!(agent = %role.name, kind = %role.kind, peer = %who, "agent configuration handed out");
+        Ok(AgentConfigResponse {
+            name: role.name.clone(),
+            kind: wire_kind(&role.kind) as i32,
+            kind_name: role.kind.clone(),
+            tsk_file,
+        })
     }
 }
 
@@ -134,9 +142,10 @@ mod tests {
     #[test]
     fn roles_parse_and_refuse_nonsense() {
         let r: AgentRole = "16=agent-a:ledger-init".parse().unwrap();
-        assert_eq!(r, AgentRole { selector: Selector::Cid(16), name: "agent-a".into(), kind: AgentKind::LedgerInit });
+        assert_eq!(r, AgentRole { selector: Selector::Cid(16), name: "agent-a".into(), kind: "ledger-init".into() });
+        assert_eq!("16=s:screening".parse::<AgentRole>().unwrap().kind, "screening");
         assert_eq!("*=b:interest".parse::<AgentRole>().unwrap().selector, Selector::Any);
-        for bad in ["16", "16=agent-a", "x=a:b", "16=:b", "16=a b:c", "16=a:", "16=a:root-shell"] {
+        for bad in ["16", "16=agent-a", "x=a:b", "16=:b", "16=a b:c", "16=a:", "16=a:root shell"] {
             let e = bad.parse::<AgentRole>().unwrap_err();
             assert!(e.contains("CID=NAME:KIND"), "{bad}: {e}");
         }
@@ -150,6 +159,7 @@ mod tests {
         let d = dir(&["16=agent-a:ledger-init", "17=agent-b:interest"], Some(tsk.clone()));
         let a = d.config_for(Some(&vsock(16))).unwrap();
         assert_eq!((a.name.as_str(), a.kind(), a.tsk_file.as_str()), ("agent-a", AgentKind::LedgerInit, "v1:AAAA\n"));
+        assert_eq!(a.kind_name, "ledger-init");
         assert_eq!(d.config_for(Some(&vsock(17))).unwrap().name, "agent-b");
         let e = d.config_for(Some(&vsock(18))).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);

@@ -51,8 +51,10 @@ pub struct Config {
 
     /// Role of the enclave at a vsock CID, handed to it at boot (GetAgentConfig):
     /// `CID=NAME:KIND`, e.g. `16=agent-a:ledger-init`; `*=NAME:KIND` for any caller no
-    /// CID entry matches. Repeat the flag, or comma-separate in the env var. An enclave
-    /// cannot take flags or environment, so this is how one image plays several agents.
+    /// CID entry matches. KIND is one the agent program serves (the ledger's ledger-init
+    /// or interest; an SDK agent's own, e.g. screening). Repeat the flag, or comma-separate
+    /// in the env var. An enclave cannot take flags or environment, so this is how one
+    /// image plays several agents.
     #[arg(long = "agent-role", env = "KMS_SIDECAR_AGENT_ROLES", value_delimiter = ',', value_name = "CID=NAME:KIND")]
     pub agent_roles: Vec<crate::agent_config::AgentRole>,
 

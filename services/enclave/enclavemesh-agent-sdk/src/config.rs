@@ -1,6 +1,7 @@
 //! The agent's whole configuration: one struct, from flags or environment.
 
 use clap::{Parser, Subcommand, ValueEnum};
+
 use enclavemesh_transport::Address;
 
 use crate::kms::pin::KeyPin;
@@ -9,7 +10,6 @@ use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "enclave-agent",
     about = "Enclave Mesh agent: serves AgentService inside a Nitro Enclave (or a simulated one in dev).",
     long_about = "At start the agent makes an ephemeral RSA key, gets an attestation document from the \
 NSM binding that key, and asks KMS itself, over TLS that ends in this process (carried by the parent's \
@@ -25,6 +25,18 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: Config,
+}
+
+impl Cli {
+    /// Parses the process's arguments as `program`, which serves `kinds`.
+    pub fn parse_for(program: &str, kinds: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command()
+            .name(program.to_string())
+            .bin_name(program.to_string())
+            .after_help(format!("This program serves the kinds: {} (the first is the default).", kinds.join(", ")));
+        Cli::from_arg_matches(&command.try_get_matches()?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,26 +62,16 @@ pub enum NsmKind {
     Simulated,
 }
 
-/// Which built-in agent logic to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AgentKind {
-    /// Agent A: creates a ledger state (Init).
-    LedgerInit,
-    /// Agent B: applies one interest step to a ledger state (Process).
-    Interest,
-}
-
 /// A role fixed by the image: the name bound into every envelope, and the logic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRole {
     pub name: String,
-    pub kind: AgentKind,
+    pub kind: String,
 }
 
 impl std::fmt::Display for ImageRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = self.kind.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
-        write!(f, "{}:{kind}", self.name)
+        write!(f, "{}:{}", self.name, self.kind)
     }
 }
 
@@ -86,9 +88,10 @@ impl ImageRole {
         if !enclavemesh_proto::limits::is_agent_name(name) {
             return Err(format!("'{name}' is not an agent name (1 to 64 of A-Z a-z 0-9 - _)"));
         }
-        let kind =
-            AgentKind::from_str(kind, true).map_err(|_| format!("'{kind}' is not a kind (ledger-init, interest)"))?;
-        Ok(Some(ImageRole { name: name.to_owned(), kind }))
+        if !enclavemesh_proto::limits::is_agent_name(kind) {
+            return Err(format!("'{kind}' is not a kind (1 to 64 of A-Z a-z 0-9 - _)"));
+        }
+        Ok(Some(ImageRole { name: name.to_owned(), kind: kind.to_owned() }))
     }
 }
 
@@ -102,9 +105,16 @@ pub struct Config {
     #[arg(long, env = "AGENT_NAME", default_value = "agent")]
     pub name: String,
 
-    /// Built-in agent logic.
-    #[arg(long, env = "AGENT_KIND", value_enum, default_value = "interest")]
-    pub kind: AgentKind,
+    /// Which of this program's roles to run (default: its first; the ledger's are
+    /// interest and ledger-init). A program built for one role serves only that one.
+    #[arg(long, env = "AGENT_KIND")]
+    pub kind: Option<String>,
+
+    /// A KMS-sealed resource to open at boot and give to the role, as NAME=FILE
+    /// (repeatable; AGENT_RESOURCES is ';'-separated). FILE is what `enclavemesh
+    /// seal-resource --name NAME` wrote; it opens only in an attested enclave.
+    #[arg(long = "resource", env = "AGENT_RESOURCES", value_delimiter = ';', value_name = "NAME=FILE")]
+    pub resources: Vec<crate::resource::ResourceArg>,
 
     /// Address of the parent's kms-sidecar.
     #[arg(long, env = "KMS_SIDECAR_ADDR", default_value = "vsock://3:8000")]
@@ -259,12 +269,12 @@ mod tests {
     #[test]
     fn an_image_role_is_name_colon_kind_and_empty_is_none() {
         let r = ImageRole::parse("agent-b:interest").unwrap().unwrap();
-        assert_eq!((r.name.as_str(), r.kind), ("agent-b", AgentKind::Interest));
+        assert_eq!((r.name.as_str(), r.kind.as_str()), ("agent-b", "interest"));
         assert_eq!(r.to_string(), "agent-b:interest");
-        assert_eq!(ImageRole::parse("a:ledger-init").unwrap().unwrap().kind, AgentKind::LedgerInit);
+        assert_eq!(ImageRole::parse("a:screening").unwrap().unwrap().kind, "screening");
         assert_eq!(ImageRole::parse("").unwrap(), None);
         assert_eq!(ImageRole::parse("  ").unwrap(), None);
-        for bad in ["agent-b", "agent-b:", ":interest", "a b:interest", "agent-b:scoring"] {
+        for bad in ["agent-b", "agent-b:", ":interest", "a b:interest", "agent-b:sco ring"] {
             assert!(ImageRole::parse(bad).is_err(), "{bad}");
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Every handler follows the same shape: check the request (sizes, ids), open the
 //! input (the owner's sealed input, or an envelope against the expected workflow and
-//! step), run the agent logic on [`PlainState`] (wiped on drop), seal the output.
+//! step), run the role on its plaintext (in [`Plain`], wiped on drop), seal the output.
 //! Only envelopes, non-secret summaries and results sealed to the data owner leave.
 //! The audit layer ([`crate::audit::Audited`]) serves these handlers and records each
 //! outcome.
@@ -16,24 +16,24 @@ use enclavemesh_proto::v1::*;
 use enclavemesh_sealing::{Expectation, KeyRing, Limits, SealHeader};
 use tonic::Status;
 use tracing::field::Empty;
-use zeroize::Zeroizing;
 
+use crate::frame::Frame;
 use crate::identity::EnclaveIdentity;
 use crate::kms::Kms;
 use crate::kms::pin::KeyPin;
-use crate::logic::{AgentLogic, InitParams, PlainState};
 use crate::refusal::{self, finish};
+use crate::role::{Context, Plain, Role};
 use crate::topology::Topology;
 
 /// Largest nonce / user_data accepted by Attest (the NSM takes up to 1024).
 const MAX_ATTEST_FIELD_BYTES: usize = 512;
 
-/// The agent: its identity, key ring and logic (built once, in `crate::run`).
-pub(crate) struct Agent {
+/// The agent: its identity, key ring and role (built once, in `crate::run`).
+pub(crate) struct Agent<R: Role> {
     pub(crate) name: String,
     pub(crate) ring: Arc<KeyRing>,
     pub(crate) identity: Arc<EnclaveIdentity>,
-    pub(crate) logic: Box<dyn AgentLogic>,
+    pub(crate) role: R,
     pub(crate) limits: Limits,
     pub(crate) kms: Arc<Kms>,
     /// The key the data owner's inputs are sealed under, if this agent opens any.
@@ -45,6 +45,14 @@ pub(crate) struct Agent {
 fn check_workflow_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {
         return Err(Refusal::InvalidRequest.status("workflow_id is required"));
+    }
+    // Resources are sealed under the input key with this prefix in the workflow slot:
+    // no workflow may take one for its input.
+    if id.starts_with(crate::resource::WORKFLOW_ID_PREFIX) {
+        return Err(Refusal::InvalidRequest.status(format!(
+            "workflow ids starting with '{}' name sealed resources, not workflows",
+            crate::resource::WORKFLOW_ID_PREFIX
+        )));
     }
     if id.len() > MAX_WORKFLOW_ID_BYTES {
         return Err(Refusal::InvalidRequest
@@ -61,8 +69,36 @@ fn record_sealed(summary: &StepSummary) {
     span.record("out_bytes", i64::from(summary.ciphertext_len));
 }
 
-impl Agent {
-    fn open(&self, workflow_id: &str, expected_step: u64, env: Option<&SealedEnvelope>) -> Result<PlainState, Status> {
+/// The field a Reveal asks for, as the result's AAD binds it: `field_name`, else the
+/// ledger's `field` by its proto name. A name is 1 to 64 of A-Z a-z 0-9 - _ (it goes
+/// into the audit record and the span).
+pub(crate) fn field_name(req: &RevealRequest) -> Result<String, Status> {
+    if !req.field_name.is_empty() {
+        if !enclavemesh_proto::limits::is_agent_name(&req.field_name) {
+            return Err(Refusal::InvalidRequest.status(format!(
+                "field_name of {} bytes is not a field name (1 to 64 of A-Z a-z 0-9 - _)",
+                req.field_name.len()
+            )));
+        }
+        return Ok(req.field_name.clone());
+    }
+    match req.field() {
+        RevealField::Unspecified => Err(Refusal::InvalidRequest.status(format!(
+            "Reveal names no field (field {}, field_name empty): name one this role discloses, e.g. \
+             REVEAL_FIELD_BALANCE for the ledger",
+            req.field
+        ))),
+        f => Ok(f.as_str_name().to_string()),
+    }
+}
+
+impl<R: Role> Agent<R> {
+    fn open(
+        &self,
+        workflow_id: &str,
+        expected_step: u64,
+        env: Option<&SealedEnvelope>,
+    ) -> Result<Frame<R::State>, Status> {
         check_workflow_id(workflow_id)?;
         let env = env.ok_or_else(|| Refusal::InvalidRequest.status("state envelope is missing"))?;
         let expect = Expectation { workflow_id: workflow_id.to_string(), step: expected_step };
@@ -76,21 +112,19 @@ impl Agent {
         })?;
         let unpadded = enclavemesh_sealing::padding::unpad(&plain)
             .map_err(|e| Refusal::EnvelopeMalformed.status(format!("sealed state: {e}")))?;
-        let state: AgentState = enclavemesh_proto::decode_bounded(unpadded, self.limits.max_ciphertext_bytes)
+        let frame = Frame::decode(unpadded, self.limits.max_ciphertext_bytes)
             .map_err(|e| refusal::decode_error("sealed state", e))?;
-        let state = PlainState(state);
         // The AAD already binds these; checking the inner copy too catches a
         // state sealed by a buggy agent under the wrong header.
-        if state.0.workflow_id != workflow_id || state.0.step != expected_step {
+        if frame.workflow_id != workflow_id || frame.step != expected_step {
             return Err(Refusal::EnvelopeMalformed.status("sealed state disagrees with its envelope header"));
         }
-        Ok(state)
+        Ok(frame)
     }
 
-    fn seal(&self, state: &PlainState) -> Result<(SealedEnvelope, StepSummary), Status> {
-        let header =
-            SealHeader { workflow_id: state.0.workflow_id.clone(), step: state.0.step, agent: self.name.clone() };
-        let plain = enclavemesh_sealing::padding::pad(&state.encode(), self.pad_floor)
+    fn seal(&self, frame: &Frame<R::State>) -> Result<(SealedEnvelope, StepSummary), Status> {
+        let header = SealHeader { workflow_id: frame.workflow_id.clone(), step: frame.step, agent: self.name.clone() };
+        let plain = enclavemesh_sealing::padding::pad(&frame.encode(), self.pad_floor)
             .map_err(|e| Refusal::Internal.status(format!("padding the state: {e}")))?;
         let env = enclavemesh_sealing::seal(&self.ring, &header, &plain).map_err(|e| refusal::seal_error(&e))?;
         let summary = StepSummary {
@@ -114,9 +148,12 @@ impl Agent {
         finish(
             async {
                 check_workflow_id(&req.workflow_id)?;
-                // Only Init-running agents open inputs: refuse early, without a KMS call.
-                if !self.logic.runs_init() {
-                    return Err(refusal::logic_error(self.logic.init_refused()));
+                // Only the first role opens inputs: refuse early, without a KMS call.
+                if !self.role.starts() {
+                    return Err(Refusal::WrongRole.status(format!(
+                        "a {} agent does not run Init; send Init to the pipeline's first role",
+                        self.role.kind()
+                    )));
                 }
                 let input = crate::input::open(
                     &self.kms,
@@ -127,15 +164,27 @@ impl Agent {
                 )
                 .await?;
                 // The owner's manifest, if the input binds one: this agent must be its first role.
-                if let Some(t) = Topology::bound(&input.0.manifest_sha256, &req.manifest)? {
-                    t.check_self(&self.name, self.logic.kind(), &self.identity.pcr0_hex)?;
+                if let Some(t) = Topology::bound(&input.manifest_sha256, &req.manifest)? {
+                    t.check_self(&self.name, self.role.kind(), &self.identity.pcr0_hex)?;
                     t.check_first(&self.name)?;
                 }
-                let mut state = self
-                    .logic
-                    .init(&self.name, InitParams::from_input(&req.workflow_id, &input.0))
-                    .map_err(refusal::logic_error)?;
-                state.0.manifest_sha256 = input.0.manifest_sha256.clone();
+                let role_input: Plain<R::Input> = Plain::new(
+                    enclavemesh_proto::decode_bounded(&input.input, crate::input::MAX_INPUT_BYTES).map_err(|e| {
+                        Refusal::InvalidInput.status(format!(
+                            "the owner's input is not this role's Input message ({}): {e}",
+                            std::any::type_name::<R::Input>()
+                        ))
+                    })?,
+                );
+                let ctx = Context { workflow_id: &req.workflow_id, step: 0, agent: &self.name };
+                let state = Plain::new(self.role.init(&ctx, &role_input).map_err(refusal::role_error)?);
+                let state = Frame {
+                    workflow_id: req.workflow_id.clone(),
+                    step: 0,
+                    owner_public_key: input.owner_public_key.clone(),
+                    manifest_sha256: input.manifest_sha256.clone(),
+                    state,
+                };
                 let (env, summary) = self.seal(&state)?;
                 record_sealed(&summary);
                 tracing::debug!(
@@ -156,15 +205,19 @@ impl Agent {
         key_version = Empty, out_bytes = Empty, open_failure = Empty, outcome = Empty, error.kind = Empty))]
     pub async fn process(&self, req: ProcessRequest) -> Result<ProcessResponse, Status> {
         finish((|| {
-            let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
+            let mut state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
             // The state's manifest, if bound: this agent is one of its roles, and the state's
             // sealer (AAD-bound, so authenticated by the open) may hand to it.
-            if let Some(t) = Topology::bound(&state.0.manifest_sha256, &req.manifest)? {
-                t.check_self(&self.name, self.logic.kind(), &self.identity.pcr0_hex)?;
+            if let Some(t) = Topology::bound(&state.manifest_sha256, &req.manifest)? {
+                t.check_self(&self.name, self.role.kind(), &self.identity.pcr0_hex)?;
                 let sealer = req.state.as_ref().map(|e| e.agent.as_str()).unwrap_or_default();
                 t.check_handoff(sealer, &self.name)?;
             }
-            let state = self.logic.process(&self.name, state).map_err(refusal::logic_error)?;
+            let step =
+                state.step.checked_add(1).ok_or_else(|| Refusal::InvalidInput.status("step counter overflow"))?;
+            let ctx = Context { workflow_id: &req.workflow_id, step, agent: &self.name };
+            self.role.step(&ctx, &mut state.state).map_err(refusal::role_error)?;
+            state.step = step;
             let (env, summary) = self.seal(&state)?;
             record_sealed(&summary);
             tracing::debug!(out_step = summary.step, key_version = summary.key_version, "state processed and sealed");
@@ -196,48 +249,29 @@ impl Agent {
     /// bound in the state: whoever calls Reveal (the bridge is open to anything on the
     /// host) gets only ciphertext.
     #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %req.workflow_id,
-        field = %req.field().as_str_name(), step = req.expected_step as i64, open_failure = Empty, outcome = Empty,
+        field = %field_name(&req).unwrap_or_default(), step = req.expected_step as i64, open_failure = Empty, outcome = Empty,
         error.kind = Empty))]
     pub fn reveal(&self, req: RevealRequest) -> Result<RevealResponse, Status> {
         finish((|| {
-            // The field's proto name is what the result's AAD binds.
-            let field = req.field();
-            if field == RevealField::Unspecified {
-                return Err(Refusal::InvalidRequest.status(format!(
-                    "field {} is not one Reveal returns; one of REVEAL_FIELD_BALANCE, _STEP, _RATE_BPS, \
-                     _HISTORY_DIGEST, _SECRET_NOTE, _HISTORY",
-                    req.field
-                )));
-            }
+            // The field's name is what the result's AAD binds.
+            let field = field_name(&req)?;
             let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
-            let s = &state.0;
-            if s.owner_public_key.is_empty() {
+            if state.owner_public_key.is_empty() {
                 return Err(Refusal::NoOwnerKey.status("this state carries no owner key to seal a result to"));
             }
-            let value = Zeroizing::new(match field {
-                RevealField::Balance => s.balance.to_string(),
-                RevealField::Step => s.step.to_string(),
-                RevealField::RateBps => s.rate_bps.to_string(),
-                RevealField::HistoryDigest => hex::encode(&s.history_digest),
-                RevealField::SecretNote => s.secret_note.clone(),
-                RevealField::History | RevealField::Unspecified => s
-                    .history
-                    .iter()
-                    .map(|r| format!("{}:{}:{}->{}", r.step, r.agent, r.balance_before, r.balance_after))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            });
+            let ctx = Context { workflow_id: &state.workflow_id, step: state.step, agent: &self.name };
+            let value = self.role.disclose(&ctx, &state.state, &field).map_err(refusal::role_error)?;
             let result = enclavemesh_sealing::owner::seal_result(
-                &s.owner_public_key,
-                &s.workflow_id,
-                s.step,
-                field.as_str_name(),
-                value.as_bytes(),
+                &state.owner_public_key,
+                &state.workflow_id,
+                state.step,
+                &field,
+                &value,
             )
             .map_err(|e| Refusal::Internal.status(format!("sealing the result to the owner: {e}")))?;
-            tracing::info!(workflow_id = %req.workflow_id, field = field.as_str_name(), step = s.step,
+            tracing::info!(workflow_id = %req.workflow_id, field = %field, step = state.step,
                 "field revealed to the owner's key on explicit request");
-            Ok(RevealResponse { field: req.field, result: Some(result) })
+            Ok(RevealResponse { field: req.field, field_name: field, result: Some(result) })
         })())
     }
 
@@ -248,6 +282,7 @@ impl Agent {
             key_id: self.ring.key_id().to_string(),
             key_versions: self.ring.versions(),
             pcr0_hex: self.identity.pcr0_hex.clone(),
+            kind: self.role.kind().to_string(),
         }
     }
 }

@@ -8,6 +8,7 @@ use enclavemesh_server::{GrpcServer, ServerError};
 use enclavemesh_transport::Listener;
 
 use crate::audit::Audited;
+use crate::role::Role;
 use crate::settings::Settings;
 
 /// Services the agent serves, and so the only ones reflection lists: the shared proto
@@ -41,14 +42,14 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// Serves `service` with health and reflection on `listener` until `shutdown`.
-pub async fn serve(
-    service: Audited,
+pub async fn serve<R: Role>(
+    service: Audited<R>,
     settings: &Settings,
     listener: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AgentServiceServer<Audited>>().await;
+    health_reporter.set_serving::<AgentServiceServer<Audited<R>>>().await;
     let agent_service = AgentServiceServer::new(service)
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);

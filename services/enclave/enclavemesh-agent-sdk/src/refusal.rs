@@ -9,7 +9,7 @@ use enclavemesh_proto::{DecodeError, Refusal};
 use enclavemesh_sealing::{OpenError, SealError};
 use tonic::Status;
 
-use crate::logic::LogicError;
+use crate::role::RoleError;
 
 pub fn open_error(e: &OpenError) -> Status {
     e.refusal().status(format!("cannot open envelope: {e}"))
@@ -19,10 +19,11 @@ pub fn seal_error(e: &SealError) -> Status {
     e.refusal().status(format!("sealing failed: {e}"))
 }
 
-pub fn logic_error(e: LogicError) -> Status {
+pub fn role_error(e: RoleError) -> Status {
     match e {
-        LogicError::InvalidInput(m) => Refusal::InvalidInput.status(m),
-        LogicError::NotSupported(m) => Refusal::WrongRole.status(m),
+        RoleError::InvalidInput(m) => Refusal::InvalidInput.status(m),
+        RoleError::NotSupported(m) => Refusal::WrongRole.status(m),
+        RoleError::NotDisclosed(m) => Refusal::InvalidRequest.status(m),
     }
 }
 
@@ -55,8 +56,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logic_refusals_are_typed() {
-        assert_eq!(Refusal::of(&logic_error(LogicError::InvalidInput("x".into()))), Some(Refusal::InvalidInput));
-        assert_eq!(Refusal::of(&logic_error(LogicError::NotSupported("x".into()))), Some(Refusal::WrongRole));
+    fn role_refusals_are_typed() {
+        assert_eq!(Refusal::of(&role_error(RoleError::InvalidInput("x".into()))), Some(Refusal::InvalidInput));
+        assert_eq!(Refusal::of(&role_error(RoleError::NotSupported("x".into()))), Some(Refusal::WrongRole));
+        assert_eq!(Refusal::of(&role_error(RoleError::NotDisclosed("x".into()))), Some(Refusal::InvalidRequest));
     }
 }

@@ -21,13 +21,18 @@ const MAX_KMS_BLOB_BYTES: usize = 6144;
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 
 /// An opened input, wiped on drop.
-pub struct OpenedInput(pub WorkflowInput);
+pub struct OpenedInput(WorkflowInput);
 
 impl Drop for OpenedInput {
     fn drop(&mut self) {
-        self.0.secret_note.zeroize();
-        self.0.initial_balance = 0;
-        self.0.rate_bps = 0;
+        self.0.input.zeroize();
+    }
+}
+
+impl std::ops::Deref for OpenedInput {
+    type Target = WorkflowInput;
+    fn deref(&self) -> &WorkflowInput {
+        &self.0
     }
 }
 
@@ -64,6 +69,34 @@ async fn kms_open(
 }
 
 /// Opens `sealed` for `workflow_id` through KMS, as this enclave alone can.
+/// Opens a SealedInput made by the owner's principal for `context_id` (a workflow id,
+/// or a resource's `resource:NAME`): the plaintext, wiped on drop.
+pub async fn open_sealed(
+    kms: &Kms,
+    key: &KeyPin,
+    identity: &EnclaveIdentity,
+    context_id: &str,
+    sealed: Option<&SealedInput>,
+) -> Result<Zeroizing<Vec<u8>>, Status> {
+    let sealed = sealed.and_then(|s| s.sealed.as_ref()).ok_or_else(|| not_owner_sealed("Init carries no input"))?;
+    Ok(match sealed {
+        sealed_input::Sealed::KmsCiphertext(blob) => kms_open(kms, key, identity, context_id, blob).await?,
+        sealed_input::Sealed::DataKey(d) => {
+            if d.ciphertext.len() > MAX_INPUT_BYTES {
+                return Err(Refusal::EnvelopeTooLarge.status(format!(
+                    "the sealed input is {} bytes; the limit is {MAX_INPUT_BYTES}",
+                    d.ciphertext.len()
+                )));
+            }
+            let data_key = kms_open(kms, key, identity, context_id, &d.encrypted_data_key).await?;
+            let opened = enclavemesh_sealing::owner::open_input(&data_key, context_id, &d.nonce, &d.ciphertext)
+                .map_err(not_owner_sealed)?;
+            Zeroizing::new(opened.to_vec())
+        }
+    })
+}
+
+/// Opens the owner's input for `workflow_id` (Init).
 pub async fn open(
     kms: &Kms,
     key: Option<&KeyPin>,
@@ -73,32 +106,17 @@ pub async fn open(
 ) -> Result<OpenedInput, Status> {
     let key = key.ok_or_else(|| {
         Refusal::WrongRole
-            .status("this agent has no --input-key-arn, so it opens no owner inputs: send Init to agent A")
+            .status("this agent has no --input-key-arn, so it opens no owner inputs: send Init to the first role")
     })?;
-    let sealed = sealed.and_then(|s| s.sealed.as_ref()).ok_or_else(|| not_owner_sealed("Init carries no input"))?;
-    let plain = match sealed {
-        sealed_input::Sealed::KmsCiphertext(blob) => kms_open(kms, key, identity, workflow_id, blob).await?,
-        sealed_input::Sealed::DataKey(d) => {
-            if d.ciphertext.len() > MAX_INPUT_BYTES {
-                return Err(Refusal::EnvelopeTooLarge.status(format!(
-                    "the sealed input is {} bytes; the limit is {MAX_INPUT_BYTES}",
-                    d.ciphertext.len()
-                )));
-            }
-            let data_key = kms_open(kms, key, identity, workflow_id, &d.encrypted_data_key).await?;
-            let opened = enclavemesh_sealing::owner::open_input(&data_key, workflow_id, &d.nonce, &d.ciphertext)
-                .map_err(not_owner_sealed)?;
-            Zeroizing::new(opened.to_vec())
-        }
-    };
+    let plain = open_sealed(kms, key, identity, workflow_id, sealed).await?;
     let input: WorkflowInput = enclavemesh_proto::decode_bounded(&plain, MAX_INPUT_BYTES)
         .map_err(|e| Refusal::InvalidInput.status(format!("the owner's input is not a WorkflowInput: {e}")))?;
     let input = OpenedInput(input);
-    if input.0.owner_public_key.len() != enclavemesh_sealing::owner::OWNER_KEY_LEN {
+    if input.owner_public_key.len() != enclavemesh_sealing::owner::OWNER_KEY_LEN {
         return Err(Refusal::InvalidInput.status(format!(
             "the owner's input carries a {}-byte owner key; results are sealed to a 32-byte X25519 key \
              (enclavemesh keygen)",
-            input.0.owner_public_key.len()
+            input.owner_public_key.len()
         )));
     }
     Ok(input)

@@ -20,7 +20,8 @@ use enclavemesh_sealing::{KeyRing, envelope_sha256};
 use tonic::{Request, Response, Status};
 
 use crate::identity::EnclaveIdentity;
-use crate::service::Agent;
+use crate::role::Role;
+use crate::service::{Agent, field_name};
 use crate::settings::Settings;
 
 /// Records per AuditLog page by default, and at most (each record is well under
@@ -82,13 +83,13 @@ pub fn spawn_checkpoints(trail: &Arc<AuditTrail>, every: Duration) -> tokio::tas
 }
 
 /// The served AgentService: the agent plus its audit trail.
-pub struct Audited {
-    agent: Agent,
+pub struct Audited<R: Role> {
+    agent: Agent<R>,
     trail: Arc<AuditTrail>,
 }
 
-impl Audited {
-    pub fn new(agent: Agent, trail: Arc<AuditTrail>) -> Self {
+impl<R: Role> Audited<R> {
+    pub fn new(agent: Agent<R>, trail: Arc<AuditTrail>) -> Self {
         Audited { agent, trail }
     }
 
@@ -146,7 +147,7 @@ fn input(entry: &mut Entry, env: Option<&SealedEnvelope>) {
 }
 
 #[tonic::async_trait]
-impl AgentService for Audited {
+impl<R: Role> AgentService for Audited<R> {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let e = Entry { workflow_id: wf(&request.get_ref().workflow_id), step: Some(0), ..Entry::new(Event::Init) };
         let result = self.agent.init(request.into_inner()).await;
@@ -173,7 +174,7 @@ impl AgentService for Audited {
         let mut e = Entry {
             workflow_id: wf(&req.workflow_id),
             step: Some(req.expected_step),
-            detail: Some(format!("field={}", req.field().as_str_name())),
+            detail: Some(format!("field={}", field_name(&req).unwrap_or_default())),
             ..Entry::new(Event::Reveal)
         };
         input(&mut e, req.state.as_ref());

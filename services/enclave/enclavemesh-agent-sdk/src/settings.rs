@@ -17,7 +17,7 @@ use enclavemesh_server::Hardening;
 use enclavemesh_transport::Address;
 use tonic::Code;
 
-use crate::config::{AgentKind, Config, ImageRole, NsmKind};
+use crate::config::{Config, ImageRole, NsmKind};
 use crate::kms::pin::KeyPin;
 use crate::kms::tls::KmsTrust;
 use crate::retry::{Retried, retry_transient};
@@ -67,6 +67,11 @@ pub enum SettingsError {
          rebuild the image with a valid role"
     )]
     BadImageRole(String),
+    #[error(
+        "this program serves the kinds {serves:?}, not '{kind}'. Pass --kind (AGENT_KIND) as one of them, or run \
+         the program built for '{kind}'"
+    )]
+    UnknownKind { kind: String, serves: Vec<String> },
 }
 
 /// How the agent attests.
@@ -97,7 +102,10 @@ pub struct AuditSettings {
 pub struct Settings {
     /// Name bound into every envelope this agent seals.
     pub name: String,
-    pub kind: AgentKind,
+    /// The role this agent runs (one of the program's kinds).
+    pub kind: String,
+    /// KMS-sealed resources to open at boot.
+    pub resources: Vec<crate::resource::ResourceArg>,
     /// The KMS key the TSK comes from (measured: from the image's configuration).
     pub tsk_key: KeyPin,
     /// The KMS key the data owner's inputs come from, if this agent opens any.
@@ -123,13 +131,14 @@ pub struct Settings {
 /// The role and TSK file, from flags or from the parent.
 struct Role {
     name: String,
-    kind: AgentKind,
+    kind: String,
     tsk_versions: Vec<EncryptedTsk>,
 }
 
 impl Settings {
     /// Resolves `cfg`, asking the sidecar for the role when `--config-from-sidecar`.
-    pub async fn resolve(cfg: Config, sidecar: &SidecarClient) -> Result<Settings, SettingsError> {
+    /// `kinds`: the kinds this program serves (its first is the default).
+    pub async fn resolve(cfg: Config, sidecar: &SidecarClient, kinds: &[String]) -> Result<Settings, SettingsError> {
         let bootstrap_timeout = Duration::from_secs(cfg.bootstrap_timeout_secs);
         let image_role =
             ImageRole::parse(cfg.image_role.as_deref().unwrap_or_default()).map_err(SettingsError::BadImageRole)?;
@@ -144,14 +153,18 @@ impl Settings {
             let path = cfg.tsk_file.as_deref().ok_or(SettingsError::NoTskFile)?;
             let (name, kind) = match image_role {
                 Some(r) => (r.name, r.kind),
-                None => (cfg.name, cfg.kind),
+                None => (cfg.name, cfg.kind.or_else(|| kinds.first().cloned()).unwrap_or_default()),
             };
             Role { name, kind, tsk_versions: tsk_file::read(path)? }
         };
+        if !kinds.contains(&role.kind) {
+            return Err(SettingsError::UnknownKind { kind: role.kind, serves: kinds.to_vec() });
+        }
         let tsk_versions = tsk_file::without_retired(role.tsk_versions, &cfg.retired_key_versions)?;
         Ok(Settings {
             name: role.name,
             kind: role.kind,
+            resources: cfg.resources,
             tsk_key: cfg.kms_key_arn.ok_or(SettingsError::NoKmsKey)?,
             input_key: cfg.input_key_arn,
             kms_trust: cfg.kms_trust,
@@ -195,11 +208,18 @@ fn role_from_parent(given: AgentConfigResponse, sidecar: &Address) -> Result<Rol
             enclavemesh_proto::limits::MAX_AGENT_NAME_BYTES
         )));
     }
-    let kind = match given.kind() {
-        enclavemesh_proto::v1::AgentKind::LedgerInit => AgentKind::LedgerInit,
-        enclavemesh_proto::v1::AgentKind::Interest => AgentKind::Interest,
-        enclavemesh_proto::v1::AgentKind::Unspecified => {
-            return Err(bad(format!("kind {} (this agent knows LEDGER_INIT and INTEREST)", given.kind)));
+    let kind = if !given.kind_name.is_empty() {
+        if !is_agent_name(&given.kind_name) {
+            return Err(bad(format!("kind_name of {} bytes (1 to 64 of A-Z a-z 0-9 - _)", given.kind_name.len())));
+        }
+        given.kind_name.clone()
+    } else {
+        match given.kind() {
+            enclavemesh_proto::v1::AgentKind::LedgerInit => "ledger-init".to_string(),
+            enclavemesh_proto::v1::AgentKind::Interest => "interest".to_string(),
+            enclavemesh_proto::v1::AgentKind::Unspecified => {
+                return Err(bad(format!("kind {} and no kind_name", given.kind)));
+            }
         }
     };
     let tsk_versions = tsk_file::parse(&given.tsk_file, "the TSK file from the kms-sidecar")?;
@@ -253,7 +273,7 @@ mod tests {
     use super::*;
 
     fn given(name: &str, kind: i32) -> AgentConfigResponse {
-        AgentConfigResponse { name: name.into(), kind, tsk_file: "AQID\n".into() }
+        AgentConfigResponse { name: name.into(), kind, tsk_file: "AQID\n".into(), kind_name: String::new() }
     }
 
     #[test]
@@ -261,7 +281,11 @@ mod tests {
         use enclavemesh_proto::v1::AgentKind as Wire;
         let addr: Address = "unix:///s".parse().unwrap();
         let role = role_from_parent(given("agent-b", Wire::Interest as i32), &addr).unwrap();
-        assert_eq!((role.name.as_str(), role.kind, role.tsk_versions.len()), ("agent-b", AgentKind::Interest, 1));
+        assert_eq!((role.name.as_str(), role.kind.as_str(), role.tsk_versions.len()), ("agent-b", "interest", 1));
+        let named = AgentConfigResponse { kind_name: "screening".into(), ..given("s", 0) };
+        assert_eq!(role_from_parent(named, &addr).unwrap().kind, "screening");
+        let bad_name = AgentConfigResponse { kind_name: "a b".into(), ..given("s", 0) };
+        assert!(matches!(role_from_parent(bad_name, &addr), Err(SettingsError::BadAgentConfig { .. })));
         let interest = Wire::Interest as i32;
         for (name, kind) in [("", interest), (&"x".repeat(65), interest), ("a b", interest), ("a", 0), ("a", 99)] {
             let e = role_from_parent(given(name, kind), &addr).err().unwrap();
@@ -275,11 +299,11 @@ mod tests {
     fn an_image_role_is_not_the_parents_to_change() {
         use enclavemesh_proto::v1::AgentKind as Wire;
         let addr: Address = "unix:///s".parse().unwrap();
-        let image = ImageRole { name: "agent-b".into(), kind: AgentKind::Interest };
+        let image = ImageRole { name: "agent-b".into(), kind: "interest".into() };
         let parent = |name: &str, kind: Wire| role_from_parent(given(name, kind as i32), &addr).unwrap();
         // The same role: accepted, the image's.
         let r = with_image_role(parent("agent-b", Wire::Interest), Some(&image), &addr).unwrap();
-        assert_eq!((r.name.as_str(), r.kind), ("agent-b", AgentKind::Interest));
+        assert_eq!((r.name.as_str(), r.kind.as_str()), ("agent-b", "interest"));
         // Another kind or another name from the parent: refused, naming both.
         for (name, kind) in [("agent-b", Wire::LedgerInit), ("agent-a", Wire::Interest)] {
             let e = with_image_role(parent(name, kind), Some(&image), &addr).err().unwrap();
@@ -289,6 +313,6 @@ mod tests {
         }
         // No image role: the parent's, as before.
         let r = with_image_role(parent("agent-a", Wire::LedgerInit), None, &addr).unwrap();
-        assert_eq!(r.kind, AgentKind::LedgerInit);
+        assert_eq!(r.kind, "ledger-init");
     }
 }
