@@ -68,8 +68,10 @@ Options:
                          longer assign the enclave another name or kind (a differing one is
                          refused at boot). Build once per role, each with its own --out-dir,
                          and allow each PCR0 (setup-kms-policy.sh --from-build --measurements
-                         DIR/enclave.eif.json, repeated). Without it the role comes from the
-                         sidecar at boot (one image for every role).
+                         DIR/enclave.eif.json, repeated). An image needs --role or --any-role.
+  --any-role             one image for every role: the parent's kms-sidecar assigns each enclave
+                         its name and kind at boot (--agent-role), so the parent chooses which
+                         enclave plays which role. For dev mode and tests (scripts/dev.sh uses it)
   --kms-key-arn ARN      nitro: the TSK key the image pins
   --input-key-arn ARN    nitro: the input key the image pins
   --tsk-file FILE        where setup-kms.sh wrote the TSK (ARNs from FILE.key-id and
@@ -86,7 +88,7 @@ EOF
 
 resources=()
 mode="" agent_bin="" agent_program="enclave-agent" out_dir="$EM_ROOT/build" tag="" pin_base=0 kms_trust="" binaries_only=0
-kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key="" role=""
+kms_key_arn="" input_key_arn="" tsk_file="./encrypted-tsk.b64" signing_cert="" signing_key="" role="" any_role=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dev) mode=dev; shift ;;
@@ -112,11 +114,21 @@ while [[ $# -gt 0 ]]; do
         --signing-key) signing_key="${2:?--signing-key needs a path}"; shift 2 ;;
         --role) role="${2:?--role needs NAME:KIND}"; shift 2 ;;
         --role=*) role="${1#*=}"; shift ;;
+        --any-role) any_role=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) em_die "unknown argument '$1'" "see enclave-image/build.sh --help" ;;
     esac
 done
 
+# An image is built for one role (measured) unless asked, in so many words, to serve any.
+if [[ $binaries_only -eq 0 && $pin_base -eq 0 ]]; then
+    if [[ -n "$role" && $any_role -eq 1 ]]; then
+        em_die "--role and --any-role exclude each other" "one image per role: --role NAME:KIND; one image for every role: --any-role"
+    elif [[ -z "$role" && $any_role -eq 0 ]]; then
+        em_die "which role is this image? Pass --role NAME:KIND (one image per role: the role is measured, so the parent cannot choose it), or --any-role (one image for every role, assigned by the parent's kms-sidecar at boot: dev mode and tests)" \
+            "e.g. enclave-image/build.sh --eif --role agent-b:interest --out-dir build/agent-b"
+    fi
+fi
 if [[ -n "$role" && ! "$role" =~ ^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}$ ]]; then
     em_die "--role '$role' is not NAME:KIND" \
         "e.g. --role agent-b:interest (KIND: one the agent program serves: ledger-init or interest for the ledger)"

@@ -175,7 +175,7 @@ cmd_up() {
     # Both modes measure the real image (the docker-free EIF, trusting the dev CA for KMS
     # TLS): QEMU boots it; process mode's simulated NSM reports its measurements.
     em_info "build: the enclave image (enclave-image/build.sh --dev; the first run builds the static agent)"
-    "$EM_ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" >/dev/null
+    "$EM_ROOT/enclave-image/build.sh" --dev --any-role --tsk-file "$tsk" >/dev/null
     "$EM_ROOT/scripts/setup-kms-policy.sh" --target dev --from-build
 
     # The sidecar holds the instance role's credentials (the emulator's dev identity) and

@@ -205,7 +205,7 @@ cmd_run() {
             *) em_die "unknown argument '$1'" "see scripts/enclave-qemu.sh --help" ;;
         esac
     done
-    [[ -f "$eif" ]] || em_die "no EIF at '${eif:-<none>}'" "build one: enclave-image/build.sh --eif"
+    [[ -f "$eif" ]] || em_die "no EIF at '${eif:-<none>}'" "build one: enclave-image/build.sh --eif --role NAME:KIND (or --any-role)"
     [[ "$cid" =~ ^[0-9]+$ && "$cid" -ge 4 ]] || em_die "--cid must be a number >= 4 (0-3 are reserved)" "e.g. --cid 16"
     name="${name:-enclave-$cid}"
     cmd_paths >/dev/null

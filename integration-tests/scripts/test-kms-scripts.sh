@@ -269,7 +269,12 @@ check_fails "remove a PCR0 not in the list refused" run_to "$out" setup_policy -
 printf '#!/bin/sh\nexit 0\n' >"$tmp/fake-agent"
 chmod +x "$tmp/fake-agent"
 pcr0_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' "$1"; }
-build_dev() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$1" --out-dir "$2" "${@:3}"; }
+# One image for every role (--any-role) unless the call names its role.
+build_dev() {
+    local role=(--any-role)
+    [[ " ${*:3} " != *" --role "* ]] || role=()
+    "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$1" --out-dir "$2" "${role[@]}" "${@:3}"
+}
 check "build.sh --dev writes the EIF and its measurements" run_to "$out" build_dev "$tmp/fake-agent" "$tmp/build"
 check "the EIF is there" test -s "$tmp/build/enclave.eif"
 pcr_fake="$(pcr0_of "$tmp/build/enclave.eif.json")"
@@ -297,6 +302,12 @@ check_fails "each role its own PCR0 (a != b)" eq "$pcr_role_a" "$pcr_role_b"
 check_fails "a role image differs from the role-less one" eq "$pcr_role_a" "$pcr_fake"
 check_fails "build.sh --role refuses a bad role" run_to "$out" build_role x "agent-b:inter est"
 check "the refusal names the form" grep -q "NAME:KIND" "$out"
+# An image is for one role unless --any-role says otherwise.
+build_no_role() { "$ROOT/enclave-image/build.sh" --dev --tsk-file "$tsk" --agent-bin "$tmp/fake-agent" --out-dir "$tmp/role-none" "$@"; }
+check_fails "build.sh refuses an image with neither --role nor --any-role" run_to "$out" build_no_role
+check "the refusal names both" grep -q -- "--any-role" "$out"
+check_fails "--role and --any-role together are refused" run_to "$out" build_no_role --role a:interest --any-role
+check "the refusal says they exclude each other" grep -q "exclude each other" "$out"
 check "replace --from-build, one measurements file per role" run_to "$out" setup_policy --from-build \
     --measurements "$tmp/role-a/enclave.eif.json" --measurements "$tmp/role-b/enclave.eif.json"
 check "per-role: list == [a, b]" eq "$(allowed_pcr0s "$key_arn")" "$(sorted "$pcr_role_a" "$pcr_role_b")"
@@ -333,7 +344,7 @@ check_fails "intake and screening: two PCR0s" eq "$pcr_in" "$pcr_sc"
 check_fails "screening and scoring: two PCR0s" eq "$pcr_sc" "$pcr_so"
 check_fails "intake and scoring: two PCR0s" eq "$pcr_in" "$pcr_so"
 check_fails "build.sh --agent-program refuses a binary the workspace does not have" \
-    run_to "$out" build_program no-such-agent "$tmp/ex-x"
+    run_to "$out" build_program no-such-agent "$tmp/ex-x" --any-role
 check "the refusal names the binary" grep -q "no-such-agent" "$out"
 check "the pipeline's policy, one measurements file per role" run_to "$out" setup_policy --from-build \
     --measurements "$tmp/ex-intake/enclave.eif.json" --measurements "$tmp/ex-screening/enclave.eif.json" \

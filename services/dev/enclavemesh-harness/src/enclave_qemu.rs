@@ -21,10 +21,11 @@ pub struct Eif {
 }
 
 /// Builds the docker-free EIF for `mesh` (its key ARNs, its dev CA as KMS trust) into
-/// `out_dir`; `agent_bin` replaces the agent (e.g. a copy with one byte changed).
+/// `out_dir`, one image for both ledger roles (`--any-role`: the sidecar assigns them);
+/// `agent_bin` replaces the agent (e.g. a copy with one byte changed).
 pub fn build_eif(mesh: &DevMesh, out_dir: &Path, agent_bin: Option<&Path>) -> Eif {
     let mut cmd = Command::new(repo_root().join("enclave-image/build.sh"));
-    cmd.args(["--eif", "--kms-key-arn", &mesh.tsk.key_arn, "--input-key-arn", &mesh.tsk.input_key_arn])
+    cmd.args(["--eif", "--any-role", "--kms-key-arn", &mesh.tsk.key_arn, "--input-key-arn", &mesh.tsk.input_key_arn])
         .arg("--kms-trust")
         .arg(mesh.dev_dir().join("dev-ca/root.der"))
         .arg("--out-dir")

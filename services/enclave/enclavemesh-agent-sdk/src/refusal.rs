@@ -30,7 +30,9 @@ pub fn role_error(e: RoleError) -> Status {
 pub fn decode_error(what: &str, e: DecodeError) -> Status {
     match e {
         DecodeError::TooLarge { .. } => Refusal::EnvelopeTooLarge.status(format!("{what}: {e}")),
-        DecodeError::Malformed(_) => Refusal::EnvelopeMalformed.status(format!("{what}: {e}")),
+        DecodeError::Malformed(_) | DecodeError::Truncated { .. } => {
+            Refusal::EnvelopeMalformed.status(format!("{what}: {e}"))
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub enum DecodeError {
     TooLarge { len: usize, limit: usize },
     #[error("malformed protobuf: {0}")]
     Malformed(#[from] prost::DecodeError),
+    /// A length-delimited field whose length runs past its buffer (found by a decoder
+    /// that reads fields by hand, e.g. the agent SDK's state frame).
+    #[error("malformed protobuf: field {field} is {len} bytes, but only {remaining} remain")]
+    Truncated { field: u32, len: u64, remaining: usize },
 }
 
 /// Decodes `bytes` as `M` after checking `bytes.len() <= limit`.
