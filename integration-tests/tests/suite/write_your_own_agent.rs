@@ -9,7 +9,7 @@ use std::process::Command;
 
 use enclavemesh_harness::loopkit::{trigger_pipeline, unix};
 use enclavemesh_harness::mesh::contains_secret;
-use enclavemesh_harness::proc::repo_root;
+use enclavemesh_harness::proc::{measured_pcr0, repo_root};
 use enclavemesh_harness::temporal::{Temporal, history_haystack};
 use enclavemesh_harness::{DevMesh, MeshOptions};
 use prost::Message;
@@ -75,10 +75,7 @@ async fn slow_the_readme_agent_builds_is_allowed_and_runs_a_pipeline_disclosing_
     // the binary's own measurements, which the key policy then allows.
     let (ok, help) = run(&bin, &["--help"]);
     assert!(ok && help.contains("savings-agent") && help.contains("--resource") && help.contains("saver"), "{help}");
-    let (ok, measured) = run(&bin, &["measure"]);
-    assert!(ok, "{measured}");
-    let m: serde_json::Value = serde_json::from_str(&measured).unwrap();
-    let pcr0 = m["Measurements"]["PCR0"].as_str().unwrap().to_string();
+    let pcr0 = measured_pcr0(bin.to_str().unwrap());
     let mesh = DevMesh::start(MeshOptions { policy_pcr0s: vec![pcr0] }).await;
 
     // Step 4: serve it, and give the worker its address.

@@ -171,15 +171,16 @@ impl<R: Role> AgentService for Audited<R> {
 
     async fn reveal(&self, request: Request<RevealRequest>) -> Result<Response<RevealResponse>, Status> {
         let req = request.into_inner();
+        let field = field_name(&req);
         let mut e = Entry {
             workflow_id: wf(&req.workflow_id),
             step: Some(req.expected_step),
-            detail: Some(format!("field={}", field_name(&req).unwrap_or_default())),
+            detail: Some(format!("field={}", field.as_deref().unwrap_or_default())),
             ..Entry::new(Event::Reveal)
         };
         input(&mut e, req.state.as_ref());
         e.key_version = e.input_key_version;
-        let result = self.agent.reveal(req);
+        let result = self.agent.reveal(req, field);
         self.record(e, &result, |_| None);
         result.map(Response::new)
     }

@@ -9,7 +9,7 @@
 use enclavemesh_proto::v1::{SealedInput, WorkflowInput, sealed_input};
 use enclavemesh_proto::{Refusal, kms_context};
 use tonic::Status;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::identity::EnclaveIdentity;
 use crate::kms::pin::KeyPin;
@@ -19,22 +19,6 @@ use crate::kms::{Kms, KmsCallError};
 const MAX_KMS_BLOB_BYTES: usize = 6144;
 /// Largest data-key-sealed input accepted.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
-
-/// An opened input, wiped on drop.
-pub struct OpenedInput(WorkflowInput);
-
-impl Drop for OpenedInput {
-    fn drop(&mut self) {
-        self.0.input.zeroize();
-    }
-}
-
-impl std::ops::Deref for OpenedInput {
-    type Target = WorkflowInput;
-    fn deref(&self) -> &WorkflowInput {
-        &self.0
-    }
-}
 
 fn not_owner_sealed(why: impl std::fmt::Display) -> Status {
     Refusal::InputNotOwnerSealed.status(format!(
@@ -78,7 +62,7 @@ pub async fn open_sealed(
     context_id: &str,
     sealed: Option<&SealedInput>,
 ) -> Result<Zeroizing<Vec<u8>>, Status> {
-    let sealed = sealed.and_then(|s| s.sealed.as_ref()).ok_or_else(|| not_owner_sealed("Init carries no input"))?;
+    let sealed = sealed.and_then(|s| s.sealed.as_ref()).ok_or_else(|| not_owner_sealed("no sealed input was given"))?;
     Ok(match sealed {
         sealed_input::Sealed::KmsCiphertext(blob) => kms_open(kms, key, identity, context_id, blob).await?,
         sealed_input::Sealed::DataKey(d) => {
@@ -103,7 +87,7 @@ pub async fn open(
     identity: &EnclaveIdentity,
     workflow_id: &str,
     sealed: Option<&SealedInput>,
-) -> Result<OpenedInput, Status> {
+) -> Result<Zeroizing<WorkflowInput>, Status> {
     let key = key.ok_or_else(|| {
         Refusal::WrongRole
             .status("this agent has no --input-key-arn, so it opens no owner inputs: send Init to the first role")
@@ -111,7 +95,8 @@ pub async fn open(
     let plain = open_sealed(kms, key, identity, workflow_id, sealed).await?;
     let input: WorkflowInput = enclavemesh_proto::decode_bounded(&plain, MAX_INPUT_BYTES)
         .map_err(|e| Refusal::InvalidInput.status(format!("the owner's input is not a WorkflowInput: {e}")))?;
-    let input = OpenedInput(input);
+    // Wiped on drop (WorkflowInput derives Zeroize: enclavemesh-proto's build.rs).
+    let input = Zeroizing::new(input);
     if input.owner_public_key.len() != enclavemesh_sealing::owner::OWNER_KEY_LEN {
         return Err(Refusal::InvalidInput.status(format!(
             "the owner's input carries a {}-byte owner key; results are sealed to a 32-byte X25519 key \

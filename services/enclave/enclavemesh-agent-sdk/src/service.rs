@@ -247,14 +247,15 @@ impl<R: Role> Agent<R> {
 
     /// Opens the envelope and returns the one named field, sealed to the owner's key
     /// bound in the state: whoever calls Reveal (the bridge is open to anything on the
-    /// host) gets only ciphertext.
+    /// host) gets only ciphertext. `field` is [`field_name`] of `req`, read once by the
+    /// audit layer.
     #[tracing::instrument(skip_all, fields(rpc = "Reveal", agent = %self.name, workflow_id = %req.workflow_id,
-        field = %field_name(&req).unwrap_or_default(), step = req.expected_step as i64, open_failure = Empty, outcome = Empty,
-        error.kind = Empty))]
-    pub fn reveal(&self, req: RevealRequest) -> Result<RevealResponse, Status> {
+        field = field.as_deref().unwrap_or_default(), step = req.expected_step as i64, open_failure = Empty,
+        outcome = Empty, error.kind = Empty))]
+    pub fn reveal(&self, req: RevealRequest, field: Result<String, Status>) -> Result<RevealResponse, Status> {
         finish((|| {
             // The field's name is what the result's AAD binds.
-            let field = field_name(&req)?;
+            let field = field?;
             let state = self.open(&req.workflow_id, req.expected_step, req.state.as_ref())?;
             if state.owner_public_key.is_empty() {
                 return Err(Refusal::NoOwnerKey.status("this state carries no owner key to seal a result to"));

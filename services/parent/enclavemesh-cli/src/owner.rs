@@ -18,6 +18,10 @@ use enclavemesh_workflow::failure::{CallFailure, classify_status};
 use prost::Message as _;
 use zeroize::Zeroizing;
 
+/// The most an input (`--input-file`) or a resource (`seal-resource`) may hold: under the
+/// 64 KiB the agent opens (`enclavemesh-agent-sdk` input.rs), with room for the frame.
+const MAX_SEALED_PLAINTEXT: usize = 60 * 1024;
+
 /// Where the owner's key and KMS are.
 #[derive(Debug, Clone, Args)]
 pub struct OwnerArgs {
@@ -81,7 +85,7 @@ impl InputArgs {
         match self.input_file.as_deref() {
             Some(path) => {
                 let bytes = std::fs::read(path).with_context(|| format!("reading --input-file {}", path.display()))?;
-                if bytes.len() > 60 * 1024 {
+                if bytes.len() > MAX_SEALED_PLAINTEXT {
                     bail!("--input-file {} is {} bytes; an input is at most 60 KiB", path.display(), bytes.len());
                 }
                 Ok(Zeroizing::new(bytes))
@@ -213,7 +217,7 @@ impl OwnerArgs {
             bail!("--name '{name}' is not a resource name (1 to 64 of A-Z a-z 0-9 - _)");
         }
         let bytes = Zeroizing::new(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
-        if bytes.len() > 60 * 1024 {
+        if bytes.len() > MAX_SEALED_PLAINTEXT {
             bail!("{} is {} bytes; a resource is at most 60 KiB", path.display(), bytes.len());
         }
         let kms = self.kms().await?;
@@ -247,12 +251,13 @@ pub async fn reveal(
 ) -> anyhow::Result<Result<Zeroizing<String>, CallFailure>> {
     let step = state.step;
     let mut client = AgentServiceClient::new(enclavemesh_transport::channel(agent)?);
+    let (wire_field, field_name) = field.request();
     let mut req = tonic::Request::new(RevealRequest {
         workflow_id: workflow_id.to_string(),
         expected_step: step,
         state: Some(state),
-        field: field.request().0,
-        field_name: field.request().1,
+        field: wire_field,
+        field_name,
     });
     req.set_timeout(timeout);
     let resp = match tokio::time::timeout(timeout, client.reveal(req)).await {
